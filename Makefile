@@ -1,0 +1,56 @@
+# Two commands do all setup: `make run` (the app) and `make test` (the tests).
+# Every target creates .venv with Python 3.11 if it is missing and installs what is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+GALLERY ?= ./data/gallery
+ARGS   ?=
+
+.PHONY: run test train evaluate bench bench-speed bench-accuracy bench-index bench-oneshot bench-seed cache clean
+
+run: $(VENV)/.runtime
+	$(PY) app.py --gallery $(GALLERY) $(ARGS)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest $(ARGS)
+
+cache: $(VENV)/.dev
+	$(PY) -m engine.data cache
+
+train: $(VENV)/.dev
+	$(PY) -m engine.train $(ARGS)
+
+evaluate: $(VENV)/.dev
+	$(PY) -m engine.evaluate $(ARGS)
+
+bench: bench-speed bench-accuracy bench-index bench-oneshot bench-seed
+
+bench-speed: $(VENV)/.dev
+	$(PY) bench/speed.py $(ARGS)
+
+bench-accuracy: $(VENV)/.dev
+	$(PY) bench/accuracy.py $(ARGS)
+
+bench-index: $(VENV)/.dev
+	$(PY) bench/index_scale.py $(ARGS)
+
+bench-oneshot: $(VENV)/.dev
+	$(PY) bench/oneshot.py $(ARGS)
+
+bench-seed: $(VENV)/.dev
+	$(PY) bench/seed.py $(ARGS)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+clean:
+	rm -rf $(VENV) .pytest_cache
