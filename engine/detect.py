@@ -91,15 +91,24 @@ class FaceDetector:
 
 
 def sort_by_prominence(detections: list[Detection], size: tuple[int, int]) -> list[Detection]:
-    """Largest face first; among faces of nearly the same size (within 10%), nearest the centre."""
+    """Largest face first; among faces of nearly the same size (within 10%), nearest the centre.
+
+    Faces are grouped greedily from the largest down: a face joins the current group when its
+    side is within 10% of the group's largest (fixed bins would split near-equal faces that
+    happen to straddle a bin edge, putting a corner face before a centred one).
+    """
     cx, cy = size[0] / 2.0, size[1] / 2.0
 
-    def key(d: Detection) -> tuple[float, float]:
-        size_class = -np.floor(np.log(max(d.area, 1.0)) / np.log(1.1 ** 2))
-        centre = ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2
-        return float(size_class), float(centre)
+    def centre(d: Detection) -> float:
+        return float(((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)
 
-    return sorted(detections, key=key)
+    groups: list[list[Detection]] = []
+    for d in sorted(detections, key=lambda d: -d.area):
+        if groups and np.sqrt(max(d.area, 0.0)) * 1.1 >= np.sqrt(max(groups[-1][0].area, 0.0)):
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+    return [d for group in groups for d in sorted(group, key=centre)]
 
 
 def nearest_centre(detections: list[Detection], size: tuple[int, int]) -> Detection | None:

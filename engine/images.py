@@ -29,7 +29,12 @@ DETECTION_MAX_SIDE = 1024
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Return `source` as an upright RGB image; raise InvalidImage with a readable reason."""
     if isinstance(source, Image.Image):
-        return _to_rgb(_check_size(ImageOps.exif_transpose(source) or source, max_pixels))
+        try:  # a lazily opened image decodes here: a damaged one fails like damaged bytes
+            return _to_rgb(_check_size(ImageOps.exif_transpose(source) or source, max_pixels))
+        except (OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, InvalidImage):
+                raise
+            raise InvalidImage(f"The image is damaged or truncated ({exc}).") from None
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
     data = _read_bytes(source)
@@ -79,7 +84,10 @@ def _read_bytes(source: ImageSource) -> bytes:
                                f"the limit is {MAX_FILE_BYTES / 2**20:.0f} MB).")
         return path.read_bytes()
     if hasattr(source, "read"):
-        data = source.read(MAX_FILE_BYTES + 1)
+        try:
+            data = source.read(MAX_FILE_BYTES + 1)
+        except UnicodeDecodeError:
+            raise InvalidImage("The file was opened as text; open it in binary mode.") from None
         if isinstance(data, str):
             raise InvalidImage("The file was opened as text; open it in binary mode.")
         return data
@@ -91,7 +99,7 @@ def _check_size(image: Image.Image, max_pixels: int) -> Image.Image:
         raise InvalidImage("The image has no pixels.")
     if image.width * image.height > max_pixels:
         raise InvalidImage(f"The image is too large ({image.width}x{image.height} pixels; "
-                           f"the limit is {max_pixels / 1e6:.0f} megapixels).")
+                           f"the limit is {max_pixels / 1e6:g} megapixels).")
     return image
 
 

@@ -94,7 +94,7 @@ class FaceEngine:
 
     def embed_crops(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Aligned uint8 crops (N x 112 x 112 x 3) -> float32 unit embeddings (N x D)."""
-        crops = np.asarray(crops, dtype=np.uint8)
+        crops = np.array(crops, dtype=np.uint8)  # a copy: crops from PIL are read-only (torch warns)
         if crops.ndim == 3:
             crops = crops[None]
         out = []

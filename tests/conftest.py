@@ -1,0 +1,52 @@
+"""Shared fixtures: the real photos in ../shared/data and one FaceEngine for the session.
+
+The photos are read-only public data sets kept outside the project (see shared/data/README.md);
+tests build every odd input they need (modes, EXIF, damaged files) from them at run time.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """../shared/data: lfw/<Name>/<Name>_0001.jpg (250x250), att_faces/testing/s5/1.pgm, ..."""
+    if not (DATA_DIR / "lfw").is_dir():
+        pytest.skip(f"the shared face data is not at {DATA_DIR}")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def lfw(data_dir):
+    """lfw("George_W_Bush", 2) -> the path of George_W_Bush_0002.jpg."""
+    def path(name: str, number: int = 1) -> Path:
+        found = data_dir / "lfw" / name / f"{name}_{number:04d}.jpg"
+        assert found.is_file(), f"missing test photo {found}"
+        return found
+    return path
+
+
+@pytest.fixture(scope="session")
+def att(data_dir):
+    """att("s6", 1) -> the path of att_faces/testing/s6/1.pgm (92x112 grey)."""
+    def path(subject: str, number: int) -> Path:
+        found = data_dir / "att_faces" / "testing" / subject / f"{number}.pgm"
+        assert found.is_file(), f"missing test photo {found}"
+        return found
+    return path
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """One CPU FaceEngine with the shipped weights, shared by every test (it is thread-safe)."""
+    from engine import FaceEngine
+    return FaceEngine(device="cpu")
