@@ -1,0 +1,336 @@
+"""Train the twin network with the contrastive loss.
+
+    python -m engine.train                       # the shipped recipe (preset "default")
+    python -m engine.train --preset seed         # the seed notebook's network and recipe
+    python -m engine.train --minutes 10 --pairs random --name ablation-random
+    python -m engine.train --resume runs/default/last.pt
+
+The whole recipe is one TrainConfig (saved in every checkpoint). Batches are P people x K
+photos; pairs are mined inside each batch: every positive pair, plus the hardest negative of
+each anchor ("mined"), or the seed's random 50/50 same/different pairs ("random").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import Augment, CropSet, PKSampler, known_sets, load_crops, merge, split_by_identity
+from .loss import contrastive_loss, pair_distance
+from .model import ModelConfig, TwinNet, build_model, model_id_of, pick_device, save_checkpoint
+from .metrics import best_threshold_accuracy, roc_auc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class TrainConfig:
+    """One training recipe: data, batches, pairs, loss, optimiser, schedule, augmentation."""
+
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sets: tuple[str, ...] = ("celeba_aligned", "celeba_wild", "att_train")
+    val_fraction: float = 0.05
+    p: int = 42
+    k: int = 3
+    pairs: str = "mined"            # "mined" (all positives + hardest negatives) or "random"
+    margin: float = 1.2
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    steps: int = 0                  # 0: run for `minutes` of wall-clock time instead
+    minutes: float = 110.0
+    eval_every: int = 500
+    augment: Augment = field(default_factory=Augment)
+    seed: int = 0
+    threads: int = 2
+    raw_images: bool = False        # seed preset: un-aligned photos resized, as the notebook did
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        data = dict(data)
+        data["model"] = ModelConfig.from_dict(data.get("model", {}))
+        data["augment"] = Augment(**data.get("augment", {}))
+        data["sets"] = tuple(data.get("sets", cls.sets))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "default": TrainConfig(),
+    # The seed notebook: 100x100 grey, its small CNN + 80000-500-500-5 MLP, margin 2.0,
+    # Adam 5e-4, 64 random 50/50 pairs per batch, AT&T training subjects only, no alignment.
+    "seed": TrainConfig(
+        name="seed", model=ModelConfig(arch="seed", input_size=100, in_channels=1, embedding_size=5,
+                                       normalize=False, mean=0.0, std=1.0),
+        sets=("att_train",), val_fraction=0.0, p=37, k=4, pairs="random", margin=2.0, optimizer="adam",
+        lr=5e-4, weight_decay=0.0, warmup_steps=0, steps=600, minutes=0, eval_every=0,
+        augment=Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0),
+        raw_images=True),
+}
+
+
+# -- pairs --------------------------------------------------------------------------------------
+
+def mined_pairs(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All positive pairs, plus each anchor's hardest (nearest) negative. Returns i, j, y."""
+    with torch.no_grad():
+        same = labels[:, None] == labels[None, :]
+        dist = torch.cdist(embeddings, embeddings)
+        pos_i, pos_j = torch.triu_indices(len(labels), len(labels), offset=1)
+        keep = same[pos_i, pos_j]
+        pos_i, pos_j = pos_i[keep], pos_j[keep]
+        neg_j = dist.masked_fill(same, float("inf")).argmin(dim=1)
+        anchors = torch.arange(len(labels))
+    i = torch.cat([pos_i, anchors])
+    j = torch.cat([pos_j, neg_j])
+    y = torch.cat([torch.zeros(len(pos_i)), torch.ones(len(anchors))])
+    return i, j, y
+
+
+def random_pairs(labels: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The seed's pairs: each anchor gets a partner, same person or not with probability 1/2."""
+    n = len(labels)
+    same = labels[:, None] == labels[None, :]
+    eye = torch.eye(n, dtype=torch.bool)
+    want_same = torch.rand(n, generator=generator) < 0.5
+    choose = torch.where(want_same[:, None], same & ~eye, ~same).float()
+    choose[choose.sum(1) == 0] = (~eye).float()[choose.sum(1) == 0]
+    j = torch.multinomial(choose, 1, generator=generator).squeeze(1)
+    i = torch.arange(n)
+    return i, j, (labels[i] != labels[j]).float()
+
+
+def batch_loss(model: TwinNet, x: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
+               generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """Embed the batch once (both branches of the twin share the weights), form pairs, score."""
+    embeddings = model.embed(x)
+    if config.pairs == "mined":
+        i, j, y = mined_pairs(embeddings.detach(), labels)
+    else:
+        i, j, y = random_pairs(labels, generator)
+    distance = pair_distance(embeddings[i], embeddings[j])
+    loss = contrastive_loss(distance, y, config.margin)
+    d = distance.detach()
+    stats = {"d_same": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
+             "d_diff": float(d[y == 1].mean()) if (y == 1).any() else float("nan")}
+    return loss, stats
+
+
+# -- data -------------------------------------------------------------------------------------
+
+def load_training_data(config: TrainConfig) -> CropSet:
+    sets = known_sets()
+    if config.raw_images:
+        return load_raw(sets[config.sets[0]].root)
+    return merge([load_crops(sets[name]) for name in config.sets])
+
+
+def load_raw(root: Path) -> CropSet:
+    """Un-aligned photos as they are (the seed preset resizes them, as the notebook did)."""
+    from .data import FolderSet
+    from .images import load_image
+    files = FolderSet("raw", root).files()
+    names = sorted({p for p, _ in files})
+    crops = np.stack([np.asarray(load_image(path)) for _, path in files])
+    labels = np.array([names.index(p) for p, _ in files])
+    return CropSet(crops, labels, names, [str(p) for _, p in files], np.ones(len(files), bool))
+
+
+def to_input(crops: np.ndarray, config: TrainConfig, augment: bool, generator: torch.Generator) -> torch.Tensor:
+    from .model import normalise
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
+    if augment:
+        x = config.augment(x, generator)
+    return normalise(x, config.model)
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+def validation_pairs(labels: np.ndarray, seed: int, max_pairs: int = 3000) -> np.ndarray:
+    """Same-person pairs of the held-out people, and as many different-person pairs (i, j, y)."""
+    rng = np.random.default_rng(seed)
+    pos = [(a, b) for a in range(len(labels)) for b in range(a + 1, len(labels)) if labels[a] == labels[b]]
+    pos = [pos[i] for i in rng.permutation(len(pos))[: max_pairs // 2]]
+    neg = []
+    while len(neg) < len(pos):
+        a, b = rng.integers(len(labels), size=2)
+        if labels[a] != labels[b]:
+            neg.append((a, b))
+    return np.array([(a, b, 0) for a, b in pos] + [(a, b, 1) for a, b in neg])
+
+
+@torch.no_grad()
+def embed_all(model: TwinNet, crops: np.ndarray, config: TrainConfig, device: torch.device, flip: bool = True,
+              batch: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    gen = torch.Generator()
+    for s in range(0, len(crops), batch):
+        x = to_input(crops[s:s + batch], config, False, gen).to(device)
+        e = model.embed(x)
+        if flip:
+            e = F.normalize(e + model.embed(x.flip(-1)), dim=1) if config.model.normalize else (e + model.embed(x.flip(-1))) / 2
+        out.append(e.cpu().numpy())
+    return np.concatenate(out)
+
+
+def validate(model: TwinNet, crops: np.ndarray, pairs: np.ndarray, config: TrainConfig, device) -> dict[str, float]:
+    e = embed_all(model, crops, config, device)
+    d = np.linalg.norm(e[pairs[:, 0]] - e[pairs[:, 1]], axis=1)
+    same = pairs[:, 2] == 0
+    acc, thr = best_threshold_accuracy(d, same)
+    return {"val_acc": acc, "val_auc": roc_auc(d, same), "val_threshold": thr}
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+def lr_at(step: int, progress: float, config: TrainConfig) -> float:
+    """Linear warm-up over steps, then a cosine decay over `progress` (0..1 of the run)."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+
+
+def train(config: TrainConfig, out: Path | None = None, resume: Path | None = None,
+          run_dir: Path | None = None, device: str | None = None, progress: bool = True,
+          data: CropSet | None = None) -> dict[str, Any]:
+    """Run one recipe; returns its summary (also written to run_dir/summary.json)."""
+    from tqdm import tqdm
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    dev = pick_device(device)
+    run_dir = Path(run_dir or ROOT / "runs" / config.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = data if data is not None else load_training_data(config)
+    if config.val_fraction > 0:
+        train_idx, val_idx = split_by_identity(data, config.val_fraction, config.seed)
+    else:
+        train_idx, val_idx = np.arange(len(data)), np.array([], dtype=int)
+    val_crops = data.crops[val_idx]
+    val_pairs = validation_pairs(data.labels[val_idx], config.seed) if len(val_idx) else None
+    sampler = PKSampler(data.labels[train_idx], config.p, config.k, seed=config.seed)
+    model = build_model(config.model).to(dev)
+    params = model.parameters()
+    optimiser = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if config.optimizer == "adamw"
+                 else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
+    generator = torch.Generator().manual_seed(config.seed)
+    step, total, history, elapsed_before = 0, config.steps, [], 0.0
+    if resume:
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        step, total, history = state["step"], state["total"], state["history"]
+        elapsed_before = state.get("elapsed", 0.0)
+        sampler.rng = state["sampler_rng"]
+        generator.set_state(state["generator"])
+    started = time.time()
+    # With steps == 0 the run is budgeted in time, not steps: the cosine schedule follows the
+    # fraction of the budget spent, so a machine shared with other work still ends on time
+    # with a fully decayed learning rate.
+    budget = config.minutes * 60
+
+    def progress_now() -> float:
+        if total:
+            return step / total
+        return (elapsed_before + time.time() - started) / budget
+
+    bar = tqdm(total=total or None, initial=step, disable=not progress, mininterval=10, desc=config.name)
+    last_val: dict[str, float] = {}
+    running = None
+    losses: list[float] = []
+    while progress_now() < 1.0:
+        model.train()
+        for group in optimiser.param_groups:
+            group["lr"] = lr_at(step, progress_now(), config)
+        idx = train_idx[sampler.sample()]
+        x = to_input(data.crops[idx], config, True, generator).to(dev)
+        labels = torch.as_tensor(data.labels[idx])
+        loss, stats = batch_loss(model, x, labels, config, generator)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        step += 1
+        losses.append(loss.item())
+        running = losses[-1] if running is None else 0.98 * running + 0.02 * losses[-1]
+        bar.update(1)
+        finished = progress_now() >= 1.0
+        if config.eval_every and (step % config.eval_every == 0 or finished) and val_pairs is not None:
+            last_val = validate(model, val_crops, val_pairs, config, dev)
+            history.append({"step": step, "loss": running, **stats, **last_val,
+                            "minutes": (elapsed_before + time.time() - started) / 60})
+            bar.set_postfix(loss=f"{running:.4f}", val_acc=f"{last_val['val_acc']:.3f}")
+            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
+                        "total": total, "history": history, "config": asdict(config),
+                        "elapsed": elapsed_before + time.time() - started,
+                        "sampler_rng": sampler.rng, "generator": generator.get_state()}, run_dir / "last.pt.tmp")
+            (run_dir / "last.pt.tmp").replace(run_dir / "last.pt")
+            (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+        elif step % 20 == 0:
+            bar.set_postfix(loss=f"{running:.4f}", **({"val_acc": f"{last_val['val_acc']:.3f}"} if last_val else {}))
+    bar.close()
+    minutes = (elapsed_before + time.time() - started) / 60
+    model.eval()
+    summary = {"name": config.name, "steps": step, "minutes": round(minutes, 1), "final_loss": running,
+               "loss_first10": float(np.mean(losses[:10])) if losses else None,
+               "loss_last10": float(np.mean(losses[-10:])) if losses else None,
+               "images_seen": step * config.p * config.k, "device": str(dev), "threads": config.threads,
+               "train_images": int(len(train_idx)), "train_people": int(len(np.unique(data.labels[train_idx]))),
+               "val": last_val, "history": history, "config": asdict(config)}
+    out = Path(out or run_dir / "model.pt")
+    summary["model_id"] = save_checkpoint(model, out, train=summary)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train the twin network with the contrastive loss.")
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    parser.add_argument("--config", type=Path, help="a JSON TrainConfig (overrides the preset)")
+    parser.add_argument("--name")
+    parser.add_argument("--minutes", type=float)
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--pairs", choices=["mined", "random"])
+    parser.add_argument("--margin", type=float)
+    parser.add_argument("--input-size", type=int)
+    parser.add_argument("--grey", action="store_true", help="train on grey input")
+    parser.add_argument("--embedding-size", type=int)
+    parser.add_argument("--channels", type=int, nargs="+")
+    parser.add_argument("--blocks", type=int, nargs="+")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--device")
+    parser.add_argument("--out", type=Path, help="where the final weights go (default runs/NAME/model.pt)")
+    parser.add_argument("--resume", type=Path)
+    args = parser.parse_args(argv)
+    config = TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else PRESETS[args.preset]
+    if args.resume:
+        config = TrainConfig.from_dict(torch.load(args.resume, map_location="cpu", weights_only=False)["config"])
+    model_changes = {k: v for k, v in {"input_size": args.input_size, "embedding_size": args.embedding_size,
+                                       "channels": tuple(args.channels) if args.channels else None,
+                                       "blocks": tuple(args.blocks) if args.blocks else None,
+                                       "in_channels": 1 if args.grey else None}.items() if v is not None}
+    changes = {k: v for k, v in {"name": args.name, "minutes": args.minutes, "steps": args.steps, "pairs": args.pairs,
+                                 "margin": args.margin, "seed": args.seed, "threads": args.threads}.items() if v is not None}
+    if model_changes:
+        changes["model"] = replace(config.model, **model_changes)
+    if args.no_augment:
+        changes["augment"] = Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0)
+    config = replace(config, **changes)
+    summary = train(config, out=args.out, resume=args.resume, device=args.device)
+    print(json.dumps({k: summary[k] for k in ("name", "steps", "minutes", "final_loss", "val", "model_id")}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
