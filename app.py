@@ -1,0 +1,138 @@
+"""Twin's web app: compare two faces, enroll people, identify faces, manage the gallery.
+
+    python app.py [--host 127.0.0.1] [--port 7860] [--gallery ./data/gallery]
+                  [--share] [--auth USER:PASS] [--no-thumbnails] [--device cpu|cuda]
+
+Also the entry point of the Hugging Face Space (which runs `python app.py` with no
+arguments; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT and TWIN_GALLERY set the defaults there).
+"""
+from __future__ import annotations
+
+import os
+
+# Privacy first: no usage analytics or telemetry unless someone turns them on explicitly.
+# Set before gradio (and huggingface_hub) are imported: they read these at import time.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+try:  # ZeroGPU Spaces: `spaces` must be imported before torch; elsewhere it is absent.
+    import spaces  # type: ignore  # noqa: E402
+except ImportError:
+    spaces = None
+
+import gradio as gr  # noqa: E402
+
+from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
+from engine import FaceEngine, FaceError  # noqa: E402
+from index import GalleryError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+#: Uploads above this are refused by the server before they reach the engine.
+MAX_UPLOAD = "10mb"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Twin: face comparison, enrollment and identification in the browser.")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on (0.0.0.0 for every interface; default %(default)s)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                   help="port to listen on (default %(default)s)")
+    p.add_argument("--gallery", default=os.environ.get("TWIN_GALLERY", "./data/gallery"), metavar="DIR",
+                   help="folder of the enrolled people (created if missing; default %(default)s)")
+    p.add_argument("--share", action="store_true",
+                   help="also make a temporary public link through gradio.live (use with --auth)")
+    p.add_argument("--auth", metavar="USER:PASS",
+                   help="require this user name and password to open the app (recommended with --share)")
+    p.add_argument("--no-thumbnails", action="store_true",
+                   help="do not store face thumbnails in the gallery (only names and embeddings)")
+    p.add_argument("--device", default=None, help="torch device for the engine (default: cuda when available)")
+    args = p.parse_args(argv)
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            p.error("--auth must be USER:PASS, with a non-empty user name and password")
+        args.auth = (user, password)
+    return args
+
+
+def concurrency_limit(device_type: str) -> int:
+    """How many requests the engine may serve at once on this machine.
+
+    On a GPU a few requests overlap usefully (decoding and drawing run on the CPU while the
+    GPU embeds). On a CPU, torch already uses every core for one request, so more than about
+    one request per two cores only makes each of them slower.
+    """
+    if device_type == "cuda":
+        return 4
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+def on_zero_gpu(engine: FaceEngine) -> FaceEngine:
+    """On a ZeroGPU Space, run the network calls inside `spaces.GPU` (a no-op elsewhere)."""
+    if spaces is not None:
+        engine.faces_batch = spaces.GPU(engine.faces_batch)  # type: ignore[method-assign]
+    return engine
+
+
+def open_gallery(directory: str | Path, engine: FaceEngine, thumbnails: bool = True):
+    """The gallery for this engine's embeddings (created when missing)."""
+    from index import Gallery
+
+    return Gallery(directory, model_id=engine.model_id, threshold=engine.threshold,
+                   embedding_size=engine.embedding_size, thumbnails=thumbnails)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        engine = on_zero_gpu(FaceEngine(device=args.device))
+    except FaceError as exc:            # ModelNotFound: the message says how to make the weights
+        print(f"twin: {exc}", file=sys.stderr)
+        return 1
+    try:
+        gallery = open_gallery(args.gallery, engine, thumbnails=not args.no_thumbnails)
+    except (ValueError, OSError, GalleryError) as exc:
+        print(f"twin: cannot open the gallery in {args.gallery}: {exc}", file=sys.stderr)
+        return 1
+    if gallery.model_mismatch:         # made with other weights: Compare works, the gallery does not
+        print(f"twin: warning: {gallery.model_mismatch}", file=sys.stderr)
+    demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails)
+    demo.queue(default_concurrency_limit=concurrency_limit(engine.device.type), max_size=64)
+    if args.share and args.auth is None:
+        print("twin: warning: --share without --auth: anyone with the link can use the app "
+              "and see and change the gallery.", file=sys.stderr)
+    print(f"twin: model {engine.model_id} on {engine.device}, gallery {Path(args.gallery).resolve()} "
+          f"({len(gallery)} entries)", flush=True)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        auth=args.auth,
+        auth_message="Twin: please sign in." if args.auth else None,
+        max_file_size=MAX_UPLOAD,
+        prevent_thread_lock=True,
+        show_error=False,              # user errors are shown as messages; tracebacks stay in the log
+        quiet=False,
+        footer_links=["api", "gradio", "settings"],
+        run_history=False,             # photos of faces are not kept in the visitor's browser
+        enable_monitoring=False,
+        ssr_mode=False,
+        css=LAUNCH_CSS,
+    )
+    if args.share and not demo.share_url:
+        print("twin: the public link could not be made (no internet connection, or gradio.live "
+              f"is unreachable); serving locally only at {demo.local_url}", file=sys.stderr, flush=True)
+    print(f"twin: ready at {demo.local_url}", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Presentation helpers for the demo: words, numbers, markdown and pictures; no Gradio here.
+
+Everything a person reads in the page is made here, so it can be unit-tested without a
+server. Names come from users: every one of them goes through `md_escape` (markdown and
+HTML) before it reaches the page.
+"""
+from __future__ import annotations
+
+import html
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SAME = "same person"
+DIFFERENT = "different people"
+UNKNOWN = "unknown"
+
+#: Box colours: the face that was used, the other faces, and faces nobody was matched to.
+CHOSEN = (22, 163, 74)      # green
+OTHER = (245, 158, 11)      # amber
+STRANGER = (220, 38, 38)    # red
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def verdict_words(same: bool) -> str:
+    """The verdict in words: exactly one of `SAME` and `DIFFERENT`."""
+    return SAME if same else DIFFERENT
+
+
+def percent(value: float) -> str:
+    """0..1 as a percentage for people: one decimal, clamped to 0..100."""
+    return f"{min(max(float(value), 0.0), 1.0) * 100:.1f}%"
+
+
+def md_escape(text: object) -> str:
+    """Text from a user made safe for Markdown and HTML: shown literally, never interpreted."""
+    text = " ".join(str(text).split())               # no line breaks inside a table cell
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=True)
+
+
+def face_choice_note(which: str, count: int, used: int) -> str:
+    """Which face of a photo was used, when it has several ('' when it has only one)."""
+    if count <= 1:
+        return ""
+    return (f"Photo {which} has {count} faces; face {used} (boxed in green) was used. "
+            f"Pick another with *Face in photo {which}*.")
+
+
+def compare_markdown(same: bool, distance: float, similarity: float, threshold: float,
+                     faces_a: int = 1, faces_b: int = 1, used_a: int = 1, used_b: int = 1) -> str:
+    """The Compare tab's answer: verdict, similarity, distance, and which faces were used."""
+    verdict = verdict_words(same)
+    icon = "✅" if same else "❌"
+    lines = [f"## {icon} {verdict.capitalize()}",
+             f"**Similarity {percent(similarity)}** · distance {distance:.3f} "
+             f"(the same person when at most {threshold:.3f})"]
+    for note in (face_choice_note("A", faces_a, used_a), face_choice_note("B", faces_b, used_b)):
+        if note:
+            lines.append(note)
+    return "\n\n".join(lines)
+
+
+def error_markdown(message: str) -> str:
+    """A user-caused error as a short, safe paragraph."""
+    return f"⚠️ {md_escape(message)}"
+
+
+def face_label(name: str | None, similarity: float | None) -> str:
+    """Label drawn on a face: 'Name 87.0%' or 'unknown' (plain text, drawn as pixels)."""
+    if name is None:
+        return UNKNOWN
+    return f"{name} {percent(similarity)}" if similarity is not None else str(name)
+
+
+def identify_markdown(rows: Sequence[dict]) -> str:
+    """A table of the faces in an Identify photo: number, who, similarity."""
+    if not rows:
+        return "No face was found in this photo."
+    lines = [f"Found {len(rows)} face{'s' if len(rows) != 1 else ''}.", "",
+             "| face | who | similarity |", "|---|---|---|"]
+    for row in rows:
+        who = md_escape(row["name"]) if row.get("name") is not None else f"*{UNKNOWN}*"
+        sim = percent(row["similarity"]) if row.get("similarity") is not None else "–"
+        lines.append(f"| {row['face']} | {who} | {sim} |")
+    return "\n".join(lines)
+
+
+def people_markdown(people: Sequence[tuple[str, int]]) -> str:
+    """The Gallery tab's table of people and how many photos each has."""
+    if not people:
+        return "The gallery is empty: enroll someone in the *Enroll* tab."
+    total = sum(count for _, count in people)
+    lines = [f"{len(people)} {'person' if len(people) == 1 else 'people'}, "
+             f"{total} {'entry' if total == 1 else 'entries'}.", "",
+             "| name | entries |", "|---|---|"]
+    lines += [f"| {md_escape(name)} | {count} |" for name, count in people]
+    return "\n".join(lines)
+
+
+def enroll_markdown(name: str, made: int, refused: Sequence[tuple[str, str]],
+                    warnings: Sequence[str]) -> str:
+    """What Enroll did: entries made, photos refused and why, look-alike warnings."""
+    who = md_escape(name)
+    lines = []
+    if made:
+        lines.append(f"✅ Enrolled {made} photo{'s' if made != 1 else ''} of **{who}**.")
+    else:
+        lines.append(f"❌ Nothing was enrolled for **{who}**.")
+    for photo, reason in refused:
+        lines.append(f"- Refused {md_escape(photo)}: {md_escape(reason)}")
+    for warning in warnings:
+        lines.append(f"- ⚠️ {md_escape(warning)}")
+    return "\n".join(lines)
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):          # Pillow built without FreeType: fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Sequence[str] | None = None,
+               chosen: int | None = None, colours: Sequence[tuple[int, int, int]] | None = None,
+               max_side: int | None = None) -> Image.Image:
+    """A copy of `image` with every face boxed and labelled (default label: its number, 1-based).
+
+    `chosen` (0-based) is drawn in green and thicker, the others in amber, unless `colours`
+    gives one colour per box. With `max_side`, a larger photo is first scaled down to it
+    (the page shows it small anyway, and big pictures are slow to send).
+    """
+    out = image.convert("RGB")
+    scale = 1.0
+    if max_side is not None and max(out.size) > max_side:
+        scale = max_side / max(out.size)
+        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.BILINEAR)
+    else:
+        out = out.copy()
+    draw = ImageDraw.Draw(out)
+    side = max(out.size)
+    width = max(2, round(side / 200))
+    font = _font(max(12, round(side / 28)))
+    boxes = [tuple(float(v) * scale for v in box[:4]) for box in boxes]
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        if colours is not None:
+            colour = colours[i]
+        else:
+            colour = CHOSEN if chosen is None or i == chosen else OTHER
+        thick = width * 2 if chosen is not None and i == chosen else width
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=thick)
+        text = labels[i] if labels is not None else str(i + 1)
+        if not text:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tw, th = right - left, bottom - top
+        pad = max(2, th // 4)
+        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y2   # above the box, else below
+        tx = min(max(0.0, x1), max(0.0, out.width - tw - 2 * pad))
+        draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=colour)
+        draw.text((tx + pad - left, ty + pad - top), text, fill=(255, 255, 255), font=font)
+    return out
+
+
+def side_by_side(left: np.ndarray | Image.Image, right: np.ndarray | Image.Image, gap: int = 8,
+                 size: int = 224) -> Image.Image:
+    """Two face crops next to each other on white, each scaled to `size` pixels square."""
+    tiles = [(Image.fromarray(np.asarray(x, dtype=np.uint8)) if not isinstance(x, Image.Image) else x)
+             .convert("RGB").resize((size, size), Image.BICUBIC) for x in (left, right)]
+    out = Image.new("RGB", (2 * size + gap, size), (255, 255, 255))
+    out.paste(tiles[0], (0, 0))
+    out.paste(tiles[1], (size + gap, 0))
+    return out
+
+
+def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
+    """Photos placed left to right on white, tops aligned (used to make a several-faces example)."""
+    images = [im.convert("RGB") for im in images]
+    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1),
+                            max(im.height for im in images)), (255, 255, 255))
+    x = 0
+    for im in images:
+        out.paste(im, (x, 0))
+        x += im.width + gap
+    return out
+
+
+# -- the model card ---------------------------------------------------------------------------
+_CARD_ORDER = [("architecture", "Architecture"), ("model", "Model"), ("training_data", "Training data"),
+               ("data", "Training data"), ("licence", "Licence"), ("license", "Licence"),
+               ("lfw", "LFW"), ("metrics", "Metrics"), ("calibration", "Calibration"), ("recipe", "Recipe")]
+_CARD_SKIP = {"model_id", "placeholder", "state_dict", "config", "threshold"}   # threshold: said above
+
+
+def _card_value(value: object, depth: int = 0) -> list[str]:
+    indent = "  " * depth
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}- **{md_escape(key)}**:")
+                lines += _card_value(item, depth + 1)
+            else:
+                lines.append(f"{indent}- **{md_escape(key)}**: {_card_scalar(item)}")
+        return lines
+    if isinstance(value, list):
+        lines = []
+        for item in value:
+            if isinstance(item, (dict, list)):
+                lines += _card_value(item, depth)
+            else:
+                lines.append(f"{indent}- {_card_scalar(item)}")
+        return lines
+    return [f"{indent}{_card_scalar(value)}"]
+
+
+def _card_scalar(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return md_escape(value)
+
+
+def card_markdown(card: dict, model_id: str, threshold: float) -> str:
+    """The model card (engine/weights/twin.json) for people: known sections first, then the rest."""
+    lines = ["## The model", f"Model id {md_escape(model_id)}. Two photos show the same person when the "
+             f"distance between their faces is at most **{threshold:.3f}**."]
+    if card.get("placeholder"):
+        lines.append("> ⚠️ **These weights are an untrained placeholder.** Verdicts and similarities are "
+                     "meaningless until the trained model is installed.")
+    shown = set()
+    for key, title in _CARD_ORDER:
+        if key in card and key not in shown and title not in shown:
+            shown.update({key, title})
+            value = card[key]
+            if isinstance(value, (dict, list)):
+                lines.append(f"### {title}")
+                lines.append("\n".join(_card_value(value)))
+            else:
+                lines.append(f"**{title}**: {_card_scalar(value)}")
+    rest = {k: v for k, v in card.items() if k not in shown and k not in _CARD_SKIP}
+    if rest:
+        lines.append("### More")
+        lines.append("\n".join(_card_value(rest)))
+    return "\n\n".join(lines)

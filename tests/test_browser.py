@@ -1,0 +1,123 @@
+"""The app in a real browser: Playwright driving Debian's Chromium, headless.
+
+No browser is downloaded: the test uses /usr/bin/chromium (`apt-get install chromium`).
+Without it the test is skipped, except under CI (TWIN_CI=1), where it fails instead.
+Screenshots go to test-artifacts/ (git-ignored).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app_server import ARTIFACTS, DATA, EXAMPLES, AppServer, lfw
+
+CHROMIUM = Path(os.environ.get("TWIN_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCRIPT = "<script>alert(1)</script>"
+TIMEOUT_MS = 120_000          # a comparison on a busy CPU-only machine can take a while
+
+
+def _unavailable(reason: str):
+    if os.environ.get("TWIN_CI") == "1":
+        pytest.fail(f"{reason} (TWIN_CI=1: the browser test must run in CI)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing: install Debian's Chromium (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed (pip install -r requirements-dev.txt)")
+    if not (DATA / "lfw").is_dir():
+        _unavailable(f"no LFW photos in {DATA}")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(browser, tmp_path_factory):
+    app = AppServer(tmp_path_factory.mktemp("browser-app"))
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1280, "height": 1600})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    page.goto(server.url, wait_until="networkidle")
+    yield page
+    context.close()
+
+
+def _screenshot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _upload(page, elem_id: str, photo: Path) -> None:
+    page.locator(f"#{elem_id} input[type=file]").set_input_files(str(photo))
+    page.locator(f"#{elem_id} img").first.wait_for()          # the preview is shown: upload finished
+
+
+def test_compare_two_photos_in_the_browser(page):
+    _upload(page, "photo-a", lfw("Serena_Williams", 1))
+    _upload(page, "photo-b", lfw("Serena_Williams", 2))
+    page.locator("#compare-button").click()
+    heading = page.locator("#twin-verdict h2")
+    heading.wait_for()
+    verdict = heading.inner_text().lower()
+    assert "same person" in verdict or "different people" in verdict
+    assert "distance" in page.locator("#twin-verdict").inner_text()
+    page.locator("#aligned-pair img").wait_for()
+    shot = _screenshot(page, "compare.png")
+    assert shot.stat().st_size > 10_000
+    assert page.dialogs == []
+
+
+def test_an_example_runs_with_one_click(page):
+    page.get_by_text("A photo with two faces").click()
+    page.locator("#twin-verdict h2").wait_for()
+    assert "Photo A has 2 faces" in page.locator("#twin-verdict").inner_text()
+    _screenshot(page, "compare-example.png")
+
+
+def test_a_bad_file_shows_a_message_not_a_traceback(page, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("not a photo at all")
+    page.locator("#photo-a input[type=file]").set_input_files(str(fake))
+    _upload(page, "photo-b", EXAMPLES / "Tony_Blair_0001.jpg")
+    page.locator("#compare-button").click()
+    message = page.get_by_text("not an image we can read").first
+    message.wait_for(state="visible")
+    page.wait_for_timeout(500)                    # let the message finish sliding in
+    _screenshot(page, "compare-bad-file.png")
+    assert "Traceback" not in page.content()
+
+
+def test_names_are_shown_literally_never_run(page, server):
+    from gradio_client import Client, handle_file
+
+    Client(server.url, verbose=False).predict(SCRIPT, [handle_file(str(lfw("Colin_Powell", 1)))],
+                                               api_name="/enroll")
+    page.reload(wait_until="networkidle")
+    page.get_by_role("tab", name="Gallery").click()
+    table = page.locator("#people-table")
+    table.get_by_text(SCRIPT).wait_for()             # the name appears as text...
+    assert table.locator("script").count() == 0      # ...and no script element was made of it
+    _screenshot(page, "gallery-escaped-name.png")
+    assert page.dialogs == []

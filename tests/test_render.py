@@ -1,0 +1,94 @@
+"""demo.render: the words, tables and pictures of the app, without a server."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo import render
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def test_verdict_is_one_of_two_phrases():
+    assert render.verdict_words(True) == "same person"
+    assert render.verdict_words(False) == "different people"
+
+
+@pytest.mark.parametrize("value, text", [(0.0, "0.0%"), (0.8734, "87.3%"), (1.0, "100.0%"),
+                                         (-0.2, "0.0%"), (1.7, "100.0%")])
+def test_percent(value, text):
+    assert render.percent(value) == text
+
+
+def test_md_escape_neutralises_html_and_markdown():
+    escaped = render.md_escape(SCRIPT)
+    assert "<" not in escaped and ">" not in escaped
+    assert "&lt;script&gt;" in escaped
+    assert render.md_escape("a|b *c*\nd") == "a\\|b \\*c\\* d"
+    assert render.md_escape('"quoted" & more') == "&quot;quoted&quot; &amp; more"
+
+
+@pytest.mark.parametrize("make", [
+    lambda n: render.people_markdown([(n, 2)]),
+    lambda n: render.identify_markdown([{"face": 1, "name": n, "similarity": 0.9}]),
+    lambda n: render.enroll_markdown(n, 1, [("photo.jpg", f"looks like {n}")], [f"already enrolled as {n}"]),
+    lambda n: render.error_markdown(f"No person named {n}."),
+])
+def test_names_are_escaped_everywhere(make):
+    text = make(SCRIPT)
+    assert "<script>" not in text and "&lt;script&gt;" in text
+
+
+def test_compare_markdown_says_verdict_distance_and_faces_used():
+    text = render.compare_markdown(True, 0.25, 0.97, 1.0, faces_a=3, faces_b=1, used_a=2, used_b=1)
+    assert "Same person" in text and "97.0%" in text and "0.250" in text
+    assert "Photo A has 3 faces; face 2" in text and "Photo B has" not in text
+    assert "Different people" in render.compare_markdown(False, 1.4, 0.02, 1.0)
+
+
+def test_identify_markdown_unknown_and_empty():
+    text = render.identify_markdown([{"face": 1, "name": None, "similarity": None}])
+    assert "unknown" in text
+    assert "No face" in render.identify_markdown([])
+
+
+def test_face_label():
+    assert render.face_label(None, None) == "unknown"
+    assert render.face_label("Ann", 0.5) == "Ann 50.0%"
+
+
+def test_draw_faces_boxes_in_colour_and_keeps_the_original():
+    image = Image.new("RGB", (200, 120), (255, 255, 255))
+    out = render.draw_faces(image, [(20, 40, 80, 110), (120, 40, 180, 110)], chosen=0)
+    assert out.size == image.size and image.getpixel((20, 60)) == (255, 255, 255)
+    assert out.getpixel((20, 80)) == render.CHOSEN
+    assert out.getpixel((120, 80)) == render.OTHER
+    labelled = render.draw_faces(image, [(20, 40, 80, 110)], labels=["unknown"], colours=[render.STRANGER])
+    assert labelled.getpixel((20, 80)) == render.STRANGER
+
+
+def test_draw_faces_label_stays_inside_the_image():
+    image = Image.new("RGB", (60, 60), (255, 255, 255))
+    out = render.draw_faces(image, [(0, 0, 59, 59)], labels=["a rather long name 99.9%"])
+    assert out.size == (60, 60)
+
+
+def test_side_by_side_and_tile():
+    a = np.zeros((112, 112, 3), np.uint8)
+    b = np.full((112, 112, 3), 255, np.uint8)
+    pair = render.side_by_side(a, b, gap=8, size=100)
+    assert pair.size == (208, 100)
+    assert pair.getpixel((50, 50)) == (0, 0, 0) and pair.getpixel((150, 50)) == (255, 255, 255)
+    tiled = render.tile([Image.new("RGB", (30, 40)), Image.new("RGB", (20, 50))])
+    assert tiled.size == (50, 50)
+
+
+def test_card_markdown_shows_data_licence_lfw_and_escapes():
+    card = {"architecture": "ResNet, 128-d", "training_data": {"celeba": "non-commercial research only"},
+            "lfw": {"view2_accuracy": 0.8734, "std": 0.012}, "threshold": 1.1, "model_id": "twin-x",
+            "notes": SCRIPT}
+    text = render.card_markdown(card, "twin-x", 1.1)
+    assert "1.100" in text and "ResNet" in text and "non\\-commercial" in text and "0.8734" in text
+    assert "<script>" not in text and "placeholder" not in text
+    assert "untrained placeholder" in render.card_markdown({"placeholder": True}, "twin-y", 1.0)
