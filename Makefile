@@ -17,11 +17,15 @@ test: $(VENV)/.dev
 cache: $(VENV)/.dev
 	$(PY) -m engine.data cache
 
+# Trains the shipped recipe into engine/weights/twin.pt, then fits its threshold and calibration
+# on LFW View 1 and writes the model card engine/weights/twin.json.
 train: $(VENV)/.dev
-	$(PY) -m engine.train $(ARGS)
+	$(PY) -m engine.data cache
+	$(PY) -m engine.train --out engine/weights/twin.pt $(ARGS)
+	$(PY) -m engine.evaluate --write-card --plots bench/results
 
 evaluate: $(VENV)/.dev
-	$(PY) -m engine.evaluate $(ARGS)
+	$(PY) -m engine.evaluate --plots bench/results $(ARGS)
 
 bench: bench-speed bench-accuracy bench-index bench-oneshot bench-seed
 
