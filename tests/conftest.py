@@ -50,3 +50,17 @@ def engine():
     """One CPU FaceEngine with the shipped weights, shared by every test (it is thread-safe)."""
     from engine import FaceEngine
     return FaceEngine(device="cpu")
+
+
+def pytest_runtest_makereport(item, call):
+    """In CI (TWIN_CI=1) a skipped test is a failed test: nothing required may quietly skip."""
+    import os
+    if os.environ.get("TWIN_CI") != "1" or call.excinfo is None:
+        return None
+    if call.excinfo.errisinstance(pytest.skip.Exception):
+        from _pytest.reports import TestReport
+        report = TestReport.from_item_and_call(item, call)
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every test is required: {call.excinfo.value}"
+        return report
+    return None
