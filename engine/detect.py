@@ -5,7 +5,8 @@ the most prominent face first and maps coordinates back from the downsized detec
 """
 from __future__ import annotations
 
-import threading
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -52,9 +53,10 @@ class FaceDetector:
         self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds),
                             device=self.device, post_process=False)
         self._mtcnn.eval()
-        # MTCNN keeps no state between calls, but the underlying RNet/ONet batch sizes can
-        # spike memory when many threads detect at once; one lock keeps peaks predictable.
-        self._lock = threading.Lock()
+        # MTCNN keeps no state between calls, so threads may share it. On a CPU, separate
+        # photos (the two of a compare()) are detected side by side, one per core.
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                        thread_name_prefix="detect")
 
     def detect(self, image: Image.Image) -> list[Detection]:
         """All faces of one RGB image, most prominent first."""
@@ -71,10 +73,15 @@ class FaceDetector:
         groups: dict[object, list[int]] = {}
         for i, (view, _) in enumerate(views):
             groups.setdefault(view.size if self.device.type == "cuda" else i, []).append(i)
-        for indices in groups.values():
+
+        def run(indices: list[int]):
             batch = [np.asarray(views[i][0]) for i in indices]
-            with self._lock, torch.inference_mode():
-                boxes, scores, points = self._mtcnn.detect(np.stack(batch), landmarks=True)
+            with torch.inference_mode():
+                return indices, self._mtcnn.detect(np.stack(batch), landmarks=True)
+
+        jobs = list(groups.values())
+        outputs = self._pool.map(run, jobs) if len(jobs) > 1 else map(run, jobs)
+        for indices, (boxes, scores, points) in outputs:
             for j, i in enumerate(indices):
                 results[i] = self._to_detections(boxes[j], scores[j], points[j], views[i][1], images[i].size)
         return results
