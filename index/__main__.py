@@ -1,0 +1,249 @@
+"""python -m index: the gallery from the command line.
+
+    python -m index enroll NAME photo.jpg [photo2.jpg ...]   one entry per photo
+    python -m index search photo.jpg [-k 5]                  nearest people, and a verdict
+    python -m index list [--entries]                         who is enrolled
+    python -m index remove NAME | --entry ID                 delete for good
+    python -m index rename OLD NEW [--merge]
+    python -m index reembed [--drop-missing]                 after a model upgrade
+    python -m index export FILE [--no-thumbnails]            the whole gallery as one file
+    python -m index import FILE [--replace]
+
+Options before the command: --gallery DIR (default $TWIN_GALLERY or data/gallery),
+--weights PATH (default engine/weights/twin.pt), --json (machine-readable output).
+Exit status: 0 done; 2 refused (no face, unknown name, bad file, ...: one "error:" line on
+stderr) or bad usage (as `python -m engine`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import GalleryError
+from .gallery import DB_NAME, Gallery
+from .reembed import load_engine, open_for, reembed
+
+DEFAULT_GALLERY = os.environ.get("TWIN_GALLERY", "data/gallery")
+EXIT_REFUSED = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m index", description="Twin face gallery.")
+    parser.add_argument("--gallery", default=DEFAULT_GALLERY, help="gallery directory (default: %(default)s)")
+    parser.add_argument("--weights", default=None, help="model weights (default: engine/weights/twin.pt)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = commands.add_parser("enroll", help="enroll a person from one or more photos (one entry per photo)")
+    p.add_argument("name")
+    p.add_argument("photos", nargs="+", metavar="photo")
+    p.add_argument("--face", type=int, default=1, help="which face of each photo, 1 = most prominent")
+    p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crop")
+
+    p = commands.add_parser("search", help="who is the (most prominent) face in a photo?")
+    p.add_argument("photo")
+    p.add_argument("-k", type=int, default=5, help="how many matches (default 5)")
+    p.add_argument("--face", type=int, default=1, help="which face, 1 = most prominent")
+    p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
+
+    p = commands.add_parser("list", help="everyone enrolled")
+    p.add_argument("--entries", action="store_true", help="one line per entry instead of per person")
+
+    p = commands.add_parser("remove", help="delete a person (or one entry) for good")
+    p.add_argument("name", nargs="?")
+    p.add_argument("--entry", type=int, default=None, help="delete only this entry id")
+
+    p = commands.add_parser("rename", help="rename a person")
+    p.add_argument("old")
+    p.add_argument("new")
+    p.add_argument("--merge", action="store_true", help="allow renaming onto someone already enrolled")
+
+    p = commands.add_parser("reembed", help="re-embed every entry from its thumbnail with the current model")
+    p.add_argument("--drop-missing", action="store_true", help="delete entries that have no thumbnail")
+
+    p = commands.add_parser("export", help="write the gallery to one file")
+    p.add_argument("file")
+    p.add_argument("--no-thumbnails", action="store_true", help="leave the face thumbnails out")
+
+    p = commands.add_parser("import", help="add the entries of an exported gallery")
+    p.add_argument("file")
+    p.add_argument("--replace", action="store_true", help="replace the current entries instead")
+    return parser
+
+
+class Cli:
+    def __init__(self, args: argparse.Namespace, engine: Any = None, out=None):
+        self.args = args
+        self._engine = engine
+        self.out = out or sys.stdout
+        self.directory = Path(args.gallery)
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = load_engine(self.args.weights, self.args.device)
+        return self._engine
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def emit(self, data: Any, text: str) -> None:
+        self.say(json.dumps(data, ensure_ascii=False, indent=1) if self.args.json else text)
+
+    def gallery(self, with_engine: bool) -> Gallery:
+        return open_for(self.directory, self.engine) if with_engine else Gallery(self.directory)
+
+    def exists(self) -> bool:
+        return (self.directory / DB_NAME).exists()
+
+    def pick_face(self, photo: str, which: int):
+        from engine import InvalidImage
+
+        try:
+            faces = self.engine.faces(photo)
+        except (InvalidImage, OSError) as exc:
+            raise GalleryError(f"{photo}: {exc}") from exc
+        if not faces:
+            raise GalleryError(f"{photo}: no face found.")
+        if not 1 <= which <= len(faces):
+            raise GalleryError(f"{photo}: has {len(faces)} face(s); there is no face {which}.")
+        return faces[which - 1], len(faces)
+
+    # -- commands ---------------------------------------------------------------------------
+    def enroll(self) -> int:
+        a = self.args
+        chosen = [(photo, *self.pick_face(photo, a.face)) for photo in a.photos]  # all photos, or none
+        with self.gallery(with_engine=True) as g:
+            done = []
+            for photo, face, count in chosen:
+                entry = g.enroll(a.name, face.embedding, thumbnail=None if a.no_thumbnail else face.crop)
+                done.append({"photo": photo, "entry_id": entry, "faces_in_photo": count})
+        lines = [f"Enrolled {a.name!r} from {d['photo']} (entry {d['entry_id']})"
+                 + (f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used" if d["faces_in_photo"] > 1 else "")
+                 for d in done]
+        self.emit({"name": a.name, "entries": done}, "\n".join(lines))
+        return 0
+
+    def search(self) -> int:
+        a = self.args
+        face, count = self.pick_face(a.photo, a.face)
+        engine = self.engine
+        threshold = engine.threshold if a.threshold is None else a.threshold
+        with self.gallery(with_engine=True) as g:
+            matches = g.search(face.embedding, k=a.k)
+        best = matches[0] if matches and matches[0].distance <= threshold else None
+        rows = [{"name": m.name, "entry_id": m.entry_id, "distance": round(m.distance, 4),
+                 "similarity": round(engine.similarity(m.distance), 4), "same": m.distance <= threshold}
+                for m in matches]
+        lines = [f"{a.photo}" + (f" (face {a.face} of {count})" if count > 1 else "") + ":"]
+        lines += [f"  {i}. {r['name']}  distance {r['distance']:.3f}  similarity {r['similarity']:.2f}"
+                  + ("  same person" if r["same"] else "") for i, r in enumerate(rows, 1)]
+        if not matches:
+            lines.append("  the gallery is empty")
+        lines.append(f"Identified: {best.name} (distance {best.distance:.3f} <= {threshold:.3f})" if best
+                     else f"Identified: no one (nobody within distance {threshold:.3f})")
+        self.emit({"photo": a.photo, "threshold": threshold, "matches": rows,
+                   "identified": best.name if best else None}, "\n".join(lines))
+        return 0
+
+    def list(self) -> int:
+        if not self.exists():
+            self.emit([], f"No gallery at {self.directory} yet.")
+            return 0
+        with self.gallery(with_engine=False) as g:
+            if self.args.entries:
+                entries = g.entries()
+                data = [{"entry_id": e.entry_id, "name": e.name, "enrolled": e.enrolled.isoformat(timespec="seconds"),
+                         "model_id": e.model_id, "thumbnail": e.has_thumbnail} for e in entries]
+                text = "\n".join(f"{d['entry_id']:>8}  {d['enrolled']}  {d['name']}" + ("" if d["thumbnail"] else "  (no thumbnail)")
+                                 for d in data)
+            else:
+                people = g.people()
+                data = [{"name": p.name, "entries": p.entries, "first_enrolled": p.first_enrolled.isoformat(timespec="seconds"),
+                         "last_enrolled": p.last_enrolled.isoformat(timespec="seconds")} for p in people]
+                text = "\n".join(f"{d['name']}  ({d['entries']} {'entry' if d['entries'] == 1 else 'entries'}, "
+                                 f"enrolled {d['first_enrolled']}" + (f" .. {d['last_enrolled']}" if d["entries"] > 1 else "") + ")"
+                                 for d in data)
+            self.emit(data, text or "The gallery is empty.")
+        return 0
+
+    def remove(self) -> int:
+        a = self.args
+        if (a.name is None) == (a.entry is None):
+            raise GalleryError("Give either a NAME or --entry ID.")
+        if not self.exists():
+            raise GalleryError(f"No gallery at {self.directory}.")
+        with self.gallery(with_engine=False) as g:
+            if a.entry is not None:
+                g.remove_entry(a.entry)
+                removed, what = 1, f"entry {a.entry}"
+            else:
+                removed, what = g.remove_person(a.name), repr(a.name)
+            g.vacuum()
+        self.emit({"removed": removed}, f"Removed {what}: {removed} {'entry' if removed == 1 else 'entries'}, "
+                                         "with their vectors and thumbnails.")
+        return 0
+
+    def rename(self) -> int:
+        a = self.args
+        if not self.exists():
+            raise GalleryError(f"No gallery at {self.directory}.")
+        with self.gallery(with_engine=False) as g:
+            count = g.rename_person(a.old, a.new, merge=a.merge)
+        self.emit({"renamed": count}, f"Renamed {a.old!r} to {a.new!r} ({count} entries).")
+        return 0
+
+    def reembed(self) -> int:
+        if not self.exists():
+            raise GalleryError(f"No gallery at {self.directory}.")
+        engine = self.engine
+        with self.gallery(with_engine=True) as g:
+            def progress(done: int, total: int) -> None:
+                if not self.args.json:
+                    print(f"\r  re-embedded {done}/{total}", end="", file=sys.stderr, flush=True)
+
+            count = reembed(g, engine, drop_missing=self.args.drop_missing, progress=progress)
+            if not self.args.json and count:
+                print(file=sys.stderr)
+            left = len(g)
+        self.emit({"reembedded": count, "entries": left, "model_id": engine.model_id},
+                  f"Re-embedded {count} entries with model {engine.model_id}.")
+        return 0
+
+    def export(self) -> int:
+        if not self.exists():
+            raise GalleryError(f"No gallery at {self.directory}.")
+        with self.gallery(with_engine=False) as g:
+            count = g.export(self.args.file, thumbnails=not self.args.no_thumbnails)
+        self.emit({"exported": count, "file": self.args.file}, f"Exported {count} entries to {self.args.file}.")
+        return 0
+
+    def import_(self) -> int:
+        with self.gallery(with_engine=False) as g:
+            count = g.import_from(self.args.file, replace=self.args.replace)
+            model = g.entries()[-1].model_id if count else None
+        self.emit({"imported": count, "model_id": model},
+                  f"Imported {count} entries from {self.args.file}" + (f" (model {model})." if model else "."))
+        return 0
+
+
+def main(argv: Sequence[str] | None = None, engine: Any = None, out=None) -> int:
+    args = build_parser().parse_args(argv)
+    cli = Cli(args, engine=engine, out=out)
+    handler = getattr(cli, "import_" if args.command == "import" else args.command)
+    try:
+        return handler()
+    except (GalleryError, ValueError, LookupError, OSError) as exc:
+        print("error: " + (" ".join(str(exc).split()) or type(exc).__name__), file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

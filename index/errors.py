@@ -1,0 +1,30 @@
+"""Errors the gallery raises on purpose; each message is meant to be shown to a person as it is."""
+
+
+class GalleryError(Exception):
+    """Base of every error the gallery raises on purpose."""
+
+
+class InvalidInput(GalleryError, ValueError):
+    """A name, embedding, thumbnail or file the gallery refuses; nothing was stored."""
+
+
+class ModelMismatch(GalleryError, ValueError):
+    """The gallery holds embeddings of another model: searching or adding would mix two spaces.
+
+    `stored` is the gallery's model id, `wanted` the caller's. The cure is re-embedding the
+    stored thumbnails with the new model: `python -m index reembed`.
+    """
+
+    def __init__(self, message: str, stored: str | None = None, wanted: str | None = None):
+        super().__init__(message)
+        self.stored = stored
+        self.wanted = wanted
+
+
+class NotFound(GalleryError, LookupError):
+    """No such person or entry."""
+
+
+class GalleryCorrupt(GalleryError):
+    """The SQLite database (the source of truth) cannot be read."""

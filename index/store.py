@@ -1,0 +1,246 @@
+"""SQLite: the gallery's source of truth (entries, names, times, model id, embeddings, thumbnails).
+
+Durability and privacy settings, chosen once here:
+- every write is one transaction (BEGIN IMMEDIATE ... COMMIT) with synchronous=FULL and a
+  rollback journal: a commit that returned survives kill -9 and power loss; a write cut short
+  leaves nothing (the journal rolls it back on the next open);
+- ids are AUTOINCREMENT, never reused: an id in a stale FAISS file can never point at
+  someone enrolled later;
+- secure_delete=ON overwrites deleted rows with zeros and auto_vacuum=FULL gives freed pages
+  back to the file system at every commit: deleted embeddings and thumbnails do not linger
+  in the file (`vacuum()` rebuilds it completely).
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import GalleryCorrupt, GalleryError
+
+APPLICATION_ID = 0x5457494E   # "TWIN" in the SQLite header: marks gallery files and exports
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE IF NOT EXISTS entries (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    name      TEXT NOT NULL CHECK (length(name) > 0),
+    enrolled  REAL NOT NULL,
+    model_id  TEXT,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_by_name ON entries (name);
+CREATE TABLE IF NOT EXISTS thumbnails (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries (id) ON DELETE CASCADE,
+    png      BLOB NOT NULL
+);
+"""
+
+
+def new_epoch() -> str:
+    """A fresh token for meta 'epoch': changes whenever embeddings are replaced wholesale."""
+    return uuid.uuid4().hex
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def vectors_from(blobs: list[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+class Store:
+    """One SQLite connection to a gallery database. Not thread-safe: the Gallery serialises."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        try:
+            if readonly:
+                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
+                self.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
+                                            isolation_level=None, check_same_thread=False)
+            else:
+                self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                                            isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            self.conn.execute("PRAGMA secure_delete = ON")
+            if not readonly:
+                self.conn.execute("PRAGMA synchronous = FULL")
+                self._create()
+            self._check()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryCorrupt(f"{self.path} is not a readable gallery database ({exc}).") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def _create(self) -> None:
+        conn = self.conn
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            conn.execute("PRAGMA journal_mode = DELETE")
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables == 0:
+            conn.execute("PRAGMA auto_vacuum = FULL")  # only takes effect before the first table
+        with self.transaction():
+            if conn.execute("PRAGMA application_id").fetchone()[0] not in (0, APPLICATION_ID):
+                raise GalleryCorrupt(f"{self.path} is an SQLite database of some other program.")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in SCHEMA.split(";"):  # not executescript: it would commit first
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                                 [("epoch", new_epoch()), ("created", repr(time.time()))])
+
+    def _check(self) -> None:
+        app, version = (self.conn.execute("PRAGMA application_id").fetchone()[0],
+                        self.conn.execute("PRAGMA user_version").fetchone()[0])
+        if app != APPLICATION_ID:
+            raise GalleryCorrupt(f"{self.path} is not a Twin gallery.")
+        if version > SCHEMA_VERSION:
+            raise GalleryError(f"{self.path} was written by a newer version of Twin (schema {version}); "
+                               f"this one reads schema {SCHEMA_VERSION}.")
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: takes the write lock at once; commits, or rolls back on error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every read inside sees the same state."""
+        self.conn.execute("BEGIN DEFERRED")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """Changes when another connection (thread or process) committed something."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    # -- meta -------------------------------------------------------------------------------
+    def meta(self) -> dict[str, str | None]:
+        return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, **values: Any) -> None:
+        self.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                              [(k, None if v is None else str(v)) for k, v in values.items()])
+
+    # -- entries ----------------------------------------------------------------------------
+    def insert(self, name: str, enrolled: float, model_id: str | None, embedding: bytes,
+               png: bytes | None) -> int:
+        cur = self.conn.execute("INSERT INTO entries (name, enrolled, model_id, embedding) VALUES (?, ?, ?, ?)",
+                                (name, enrolled, model_id, embedding))
+        entry_id = int(cur.lastrowid)
+        if png is not None:
+            self.conn.execute("INSERT INTO thumbnails (entry_id, png) VALUES (?, ?)", (entry_id, png))
+        return entry_id
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+    def count_sum(self) -> tuple[int, int]:
+        """(number of entries, sum of their ids): a cheap fingerprint of the id set."""
+        n, total = self.conn.execute("SELECT count(*), coalesce(sum(id), 0) FROM entries").fetchone()
+        return int(n), int(total)
+
+    def ids(self) -> np.ndarray:
+        rows = self.conn.execute("SELECT id FROM entries ORDER BY id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors(self, dim: int, *, ids: np.ndarray | None = None, after: int | None = None,
+                chunk: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, embeddings) of all entries, of the given ids, or of those with id > after."""
+        if ids is not None:
+            found_ids, blobs = [], []
+            wanted = [int(i) for i in ids]
+            for start in range(0, len(wanted), 500):
+                part = wanted[start:start + 500]
+                rows = self.conn.execute(f"SELECT id, embedding FROM entries WHERE id IN ({','.join('?' * len(part))})",
+                                         part).fetchall()
+                found_ids += [r[0] for r in rows]
+                blobs += [r[1] for r in rows]
+            return np.asarray(found_ids, np.int64), vectors_from(blobs, dim)
+        cur = self.conn.execute("SELECT id, embedding FROM entries WHERE id > ? ORDER BY id",
+                                (-1 if after is None else int(after),))
+        id_parts, vec_parts = [], []
+        while rows := cur.fetchmany(chunk):
+            id_parts.append(np.fromiter((r[0] for r in rows), np.int64, count=len(rows)))
+            vec_parts.append(vectors_from([r[1] for r in rows], dim))
+        if not id_parts:
+            return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
+        return np.concatenate(id_parts), np.concatenate(vec_parts)
+
+    def names(self, ids: list[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        rows = self.conn.execute(f"SELECT id, name FROM entries WHERE id IN ({','.join('?' * len(ids))})",
+                                 [int(i) for i in ids]).fetchall()
+        return dict(rows)
+
+    def people(self) -> list[tuple[str, int, float, float]]:
+        return self.conn.execute("SELECT name, count(*), min(enrolled), max(enrolled) FROM entries "
+                                 "GROUP BY name").fetchall()
+
+    def entries(self, name: str | None = None) -> list[tuple[int, str, float, str | None, int]]:
+        sql = ("SELECT e.id, e.name, e.enrolled, e.model_id, t.entry_id IS NOT NULL FROM entries e "
+               "LEFT JOIN thumbnails t ON t.entry_id = e.id")
+        if name is None:
+            return self.conn.execute(sql + " ORDER BY e.id").fetchall()
+        return self.conn.execute(sql + " WHERE e.name = ? ORDER BY e.id", (name,)).fetchall()
+
+    def thumbnail(self, entry_id: int) -> bytes | None:
+        row = self.conn.execute("SELECT png FROM thumbnails WHERE entry_id = ?", (int(entry_id),)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def has_person(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM entries WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
+
+    def similar_names(self, name: str) -> list[str]:
+        rows = self.conn.execute("SELECT DISTINCT name FROM entries WHERE name = ? COLLATE NOCASE", (name,))
+        return [r[0] for r in rows]
+
+    def person_ids(self, name: str) -> list[int]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM entries WHERE name = ?", (name,))]
+
+    def delete(self, ids: list[int]) -> int:
+        """Delete entries (and their thumbnails) for good."""
+        removed = 0
+        for start in range(0, len(ids), 500):
+            part = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(part))
+            self.conn.execute(f"DELETE FROM thumbnails WHERE entry_id IN ({marks})", part)
+            removed += self.conn.execute(f"DELETE FROM entries WHERE id IN ({marks})", part).rowcount
+        return removed
+
+    def rename(self, old: str, new: str) -> int:
+        return self.conn.execute("UPDATE entries SET name = ? WHERE name = ?", (new, old)).rowcount
+
+    def vacuum(self) -> None:
+        self.conn.execute("VACUUM")
