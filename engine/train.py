@@ -48,6 +48,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 300
+    schedule: str = "cosine"        # "cosine" decay over the run, or "constant" (the seed notebook)
     steps: int = 0                  # 0: run for `minutes` of wall-clock time instead
     minutes: float = 110.0
     eval_every: int = 500
@@ -69,11 +70,13 @@ PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     # The seed notebook: 100x100 grey, its small CNN + 80000-500-500-5 MLP, margin 2.0,
     # Adam 5e-4, 64 random 50/50 pairs per batch, AT&T training subjects only, no alignment.
+    # 16 people x 4 photos = 64 anchors, each with one random partner = 64 pairs per batch;
+    # 600 steps x 64 pairs ~ the notebook's 100 epochs over its 370 photos.
     "seed": TrainConfig(
         name="seed", model=ModelConfig(arch="seed", input_size=100, in_channels=1, embedding_size=5,
                                        normalize=False, mean=0.0, std=1.0),
-        sets=("att_train",), val_fraction=0.0, p=37, k=4, pairs="random", margin=2.0, optimizer="adam",
-        lr=5e-4, weight_decay=0.0, warmup_steps=0, steps=600, minutes=0, eval_every=0,
+        sets=("att_train",), val_fraction=0.0, p=16, k=4, pairs="random", margin=2.0, optimizer="adam",
+        lr=5e-4, weight_decay=0.0, warmup_steps=0, schedule="constant", steps=600, minutes=0, eval_every=0,
         augment=Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0),
         raw_images=True),
 }
@@ -198,6 +201,8 @@ def lr_at(step: int, progress: float, config: TrainConfig) -> float:
     """Linear warm-up over steps, then a cosine decay over `progress` (0..1 of the run)."""
     if config.warmup_steps and step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
