@@ -50,7 +50,7 @@ class TrainConfig:
     warmup_steps: int = 300
     schedule: str = "cosine"        # "cosine" decay over the run, or "constant" (the seed notebook)
     steps: int = 0                  # 0: run for `minutes` of wall-clock time instead
-    minutes: float = 110.0
+    minutes: float = 90.0
     eval_every: int = 500
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
