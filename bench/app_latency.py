@@ -104,15 +104,17 @@ def main() -> None:
             client = Client(url, verbose=False, download_files=str(Path(tmp) / "downloads"))
             files = [handle_file(str(p)) for p in PHOTOS]
             through_app = timed(lambda: client.predict(*files, 1, 1, api_name="/compare"), args.runs, args.warmup)
+            floor = timed(lambda: client.predict(api_name="/people"), args.runs, args.warmup)
         finally:
             proc.terminate()
             proc.wait(15)
 
-    d, a = statistics.median(direct), statistics.median(through_app)
+    d, a, f = statistics.median(direct), statistics.median(through_app), statistics.median(floor)
+    load = " · load average {:.1f} {:.1f} {:.1f} (other work on the machine)".format(*os.getloadavg())
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else ""
     machine = f"{platform.machine()}, {os.cpu_count()} CPU threads" + (f", {gpu}" if gpu else "")
     body = f"""
-{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine} · torch threads {torch.get_num_threads()} ·
+{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {machine} · torch threads {torch.get_num_threads()}{load} ·
 {args.runs} timed runs after {args.warmup} warm-up runs · photos: two 250x250 LFW JPEGs (one face each).
 
 | path | median ms | p90 ms |
@@ -120,10 +122,11 @@ def main() -> None:
 | `FaceEngine.compare(a, b)` called directly | {d:.1f} | {p90(direct):.1f} |
 | `/compare` through gradio_client (upload both photos, queue, compare, draw, download the 3 result images) | {a:.1f} | {p90(through_app):.1f} |
 | **the app's overhead** (difference of medians) | **{a - d:.1f}** | |
+| `/people` through gradio_client (no files, no model): the client/queue round trip alone | {f:.1f} | {p90(floor):.1f} |
 
 The direct path decodes, detects, aligns and embeds both photos; the app path does the same
 work plus HTTP uploads, Gradio's queue and event stream, drawing the boxes and the aligned
-pair, encoding them (PNG/JPEG) and the client's downloads, all on this one machine (loopback).
+pair, encoding them (JPEG) and the client's downloads, all on this one machine (loopback).
 """
     write_section(args.out, f"## {device}", body)
     print(body)

@@ -210,7 +210,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
                 compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-button")
                 verdict = gr.Markdown(label="Verdict", elem_id="twin-verdict")
                 pair = gr.Image(label="Aligned faces (A | B): what the model compares", interactive=False,
-                                format="png", height=240, elem_id="aligned-pair")
+                                format="jpeg", height=240, elem_id="aligned-pair")
                 with gr.Row():
                     boxed_a = gr.Image(label="Photo A, face used in green", interactive=False, format="jpeg")
                     boxed_b = gr.Image(label="Photo B, face used in green", interactive=False, format="jpeg")
@@ -236,7 +236,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
                 enroll_btn = gr.Button("Enroll", variant="primary", elem_id="enroll-button")
                 enroll_md = gr.Markdown(label="Result", elem_id="enroll-result")
                 enroll_shots = gr.Gallery(label="Entries made", columns=6, height="auto", interactive=False,
-                                          fit_columns=False, object_fit="contain")
+                                          format="jpeg", fit_columns=False, object_fit="contain")
                 with gr.Accordion("Details (JSON)", open=False):
                     enroll_json = gr.JSON(label="Enrollment")
                 gr.Examples(examples=[["Serena Williams", _example("Serena_Williams_0001.jpg")]],
@@ -252,7 +252,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
                 identify_btn = gr.Button("Identify", variant="primary", elem_id="identify-button")
                 who_md = gr.Markdown(label="Faces", elem_id="identify-result")
                 who_top = gr.Gallery(label="Closest enrolled photos", columns=6, height="auto", interactive=False,
-                                     fit_columns=False, object_fit="contain")
+                                     format="jpeg", fit_columns=False, object_fit="contain")
                 with gr.Accordion("Details (JSON)", open=False):
                     who_json = gr.JSON(label="Faces")
                 gr.Examples(examples=[_example("Serena_Williams_0002.jpg"), _example("two_people.jpg")],
@@ -263,7 +263,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
             with gr.Tab("Gallery", id="gallery"):
                 people_md = gr.Markdown(label="Table", elem_id="people-table")
                 people_shots = gr.Gallery(label="People", columns=8, height=260, interactive=False,
-                                          fit_columns=False, object_fit="contain")
+                                          format="jpeg", fit_columns=False, object_fit="contain")
                 refresh_btn = gr.Button("Refresh", size="sm")
                 with gr.Accordion("People (JSON)", open=False):
                     people_json = gr.JSON(label="People")
@@ -274,7 +274,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
                     entry = gr.Dropdown(label="Entry", choices=[("every entry of this person", "")], value="",
                                         allow_custom_value=True, elem_id="entry")
                 person_shots = gr.Gallery(label="Entries of this person (click one to pick it)", columns=8,
-                                          height=200, interactive=False, fit_columns=False,
+                                          height=200, interactive=False, fit_columns=False, format="jpeg",
                                           object_fit="contain")
                 with gr.Row():
                     new_name = gr.Textbox(label="New name", max_length=100, elem_id="new-name")

@@ -179,3 +179,27 @@ def test_names_are_escaped_in_the_page(client):
         client.predict(SCRIPT + "x", "", api_name="/remove")
     assert "<script>" not in str(error.value)
     client.predict(SCRIPT, "", api_name="/remove")
+
+
+def test_uploads_over_10_mb_are_refused(client, tmp_path, server):
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8" + b"\0" * (11 * 2**20))
+    with pytest.raises(Exception, match="exceeds the maximum file size"):
+        compare(client, big, lfw("Tony_Blair", 1))
+    assert server.proc.poll() is None
+
+
+def test_auth_and_no_thumbnails(tmp_path):
+    app = AppServer(tmp_path, "--auth", "ann:s3cret", "--no-thumbnails")
+    try:
+        with pytest.raises(Exception):
+            Client(app.url, verbose=False).predict(api_name="/people")
+        client = Client(app.url, auth=("ann", "s3cret"), verbose=False, download_files=str(tmp_path / "dl"))
+        _, shots, details = client.predict("Tony Blair", [handle_file(str(lfw("Tony_Blair", 1)))],
+                                           api_name="/enroll")
+        assert len(details["entries"]) == 1
+        table, covers, everyone, _ = client.predict(api_name="/people")
+        assert everyone == [{"name": "Tony Blair", "count": 1, "entries": [details["entries"][0]["entry_id"]]}]
+        assert covers == []                       # nothing to show: no thumbnail was stored
+    finally:
+        app.stop()

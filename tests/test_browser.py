@@ -89,10 +89,12 @@ def test_compare_two_photos_in_the_browser(page):
     assert page.dialogs == []
 
 
-def test_an_example_runs_with_one_click(page):
+def test_an_example_runs_with_one_click_and_another_face_can_be_picked(page):
     page.get_by_text("A photo with two faces").click()
-    page.locator("#twin-verdict h2").wait_for()
+    page.get_by_text("face 1 (boxed in green) was used").wait_for()
     assert "Photo A has 2 faces" in page.locator("#twin-verdict").inner_text()
+    page.locator("#face-a input").fill("2")                    # pick the other face: compares again
+    page.get_by_text("face 2 (boxed in green) was used").wait_for()
     _screenshot(page, "compare-example.png")
 
 
