@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 RESULTS = ROOT / "bench" / "results"
 
+#: The Gallery tab shows a thumbnail for at most this many people (the table lists everyone).
+MAX_COVERS = 120
+
 #: Custom CSS, passed to launch() (Gradio 6 moved it there from Blocks).
 LAUNCH_CSS = """
 #twin-verdict h2 { margin-top: 0; }
@@ -141,7 +144,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
         everyone = service.people()
         table = render.people_markdown([(p.name, len(p.entries)) for p in everyone])
         cover = []
-        for p in everyone:
+        for p in everyone[:MAX_COVERS]:
             thumb = service.thumbnail(p.entries[0]) if p.entries else None
             if thumb is not None:
                 cover.append((thumb, f"{p.name} ({len(p.entries)})"))
@@ -171,13 +174,13 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
     def remove(person, entry):
         message = service.remove(person, entry)
         gr.Info(_shown(message))
-        return render.md_escape(message)
+        return message
 
     @guarded
     def rename(old, new):
         message = service.rename(old, new)
         gr.Info(_shown(message))
-        return render.md_escape(message), gr.update(value=" ".join((new or "").split())), ""
+        return message, " ".join((new or "").split()), ""
 
     def compare_example(photo_a, photo_b):
         return compare(photo_a, photo_b)
@@ -280,7 +283,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True) -> gr.
                     new_name = gr.Textbox(label="New name", max_length=100, elem_id="new-name")
                     rename_btn = gr.Button("Rename", elem_id="rename-button")
                     remove_btn = gr.Button("Delete the entry (or the person)", variant="stop", elem_id="remove-button")
-                manage_md = gr.Markdown(label="Result", elem_id="manage-result")
+                manage_md = gr.Textbox(label="Result", interactive=False, elem_id="manage-result")  # plain text
 
             # About --------------------------------------------------------------------------
             with gr.Tab("About", id="about"):
