@@ -122,7 +122,7 @@ class Gallery:
     embedding_size: expected vector length (engine.embedding_size); default: the stored one, or 128.
     thumbnails:     keep the aligned crop given to enroll (PNG in SQLite). False: never store one.
     exact_limit:    exact search up to this many entries, approximate (IVF) above.
-    nprobe:         IVF lists searched per query (default: max(128, nlist / 12), vectors.ivf_layout).
+    nprobe:         IVF lists searched per query (default: max(128, nlist / 8), vectors.ivf_layout).
     save_every:     save the FAISS file after this many changes (it is also saved on close and
                     after every removal); SQLite is durable at every call regardless.
     background:     rebuild the index in a background thread when it changes kind or outgrows
