@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_card:
-        print("model card:", write_card(args.weights, result, engine.card))
+        print("model card:", write_card(args.weights, result, engine.meta))
     return 0
 
 

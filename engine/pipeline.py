@@ -64,7 +64,11 @@ class FaceEngine:
         self.device = pick_device(device)
         self.model: TwinNet
         self.model, meta = load_checkpoint(weights, self.device)
-        self.card: dict[str, Any] = {**meta, **_read_card(Path(weights).with_suffix(".json"))}
+        #: The checkpoint's own metadata (training summary and history, model id).
+        self.meta: dict[str, Any] = meta
+        #: The model card (twin.json beside the weights): what people are shown about the model.
+        self.card: dict[str, Any] = _read_card(Path(weights).with_suffix(".json")) or {
+            k: v for k, v in meta.items() if k != "train"}
         self.model_id: str = meta["model_id"]
         self.threshold: float = float(self.card.get("threshold", 1.0))
         cal = self.card.get("calibration") or {}
