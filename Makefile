@@ -31,6 +31,7 @@ bench: bench-speed bench-accuracy bench-index bench-oneshot bench-seed
 
 bench-speed: $(VENV)/.dev
 	$(PY) bench/speed.py $(ARGS)
+	$(PY) bench/app_latency.py
 
 bench-accuracy: $(VENV)/.dev
 	$(PY) bench/accuracy.py $(ARGS)

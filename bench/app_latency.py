@@ -1,6 +1,6 @@
 """The app's overhead: /compare through gradio_client against FaceEngine.compare() called directly.
 
-    python bench/app_latency.py [--runs 20] [--device cpu|cuda] [--out bench/results/app_latency.md]
+    python bench/app_latency.py [--runs 20] [--device cpu|cuda] [--out bench/results/speed.md]
 
 Starts app.py on a free loopback port with a throw-away gallery, times both paths on the
 same two LFW photos (after warm-up runs), and writes a section to the results file. The
@@ -85,7 +85,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default=None, help="engine device for both paths (default: cuda if available)")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "app_latency.md")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "speed.md",
+                    help="a section is replaced or appended in this file (run bench/speed.py first)")
     args = ap.parse_args()
 
     import torch
@@ -128,7 +129,7 @@ The direct path decodes, detects, aligns and embeds both photos; the app path do
 work plus HTTP uploads, Gradio's queue and event stream, drawing the boxes and the aligned
 pair, encoding them (JPEG) and the client's downloads, all on this one machine (loopback).
 """
-    write_section(args.out, f"## {device}", body)
+    write_section(args.out, f"## The web app's overhead ({device})", body)
     print(body)
     print(f"written to {args.out}")
 
