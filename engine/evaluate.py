@@ -176,6 +176,7 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
                                                "warmup_steps", "minutes", "augment", "seed", "val_fraction")},
         "training_time_minutes": train.get("minutes"),
         "training_steps": train.get("steps"),
+        "training_images_seen": train.get("images_seen"),
         "training_device": f"{train.get('device')} ({train.get('threads')} threads)",
         "validation": train.get("val"),
         "lfw": {k: result[k] for k in ("view2_10fold", "view2_accuracy_at_threshold", "view1_accuracy_at_threshold",
