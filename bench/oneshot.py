@@ -360,11 +360,11 @@ def plot_open_set(known_d, known_ok, stranger_d, threshold, path: Path, model_id
     left.plot(grid, far, label="FAR (strangers matched within threshold)", color="tab:red")
     left.axvline(threshold, color="grey", ls="--", lw=1)
     left.annotate(f"shipped {threshold:.3f}\nDIR {100 * d_at[0]:.1f}%  FAR {100 * f_at[0]:.1f}%",
-                  (threshold, 0.5), xytext=(6, 0), textcoords="offset points", fontsize=9)
+                  (threshold, 0.82), xytext=(6, 0), textcoords="offset points", fontsize=9)
     left.set_xlabel("threshold (Euclidean distance between unit embeddings)")
     left.set_ylabel("rate")
     left.set_ylim(-0.02, 1.02)
-    left.legend(loc="center right", fontsize=8)
+    left.legend(loc="lower right", fontsize=8)
     left.set_title("DIR and FAR over the threshold")
     keep = far > 0
     right.plot(far[keep], dir_[keep], color="tab:purple")
