@@ -115,6 +115,12 @@ class TwinNet(nn.Module):
         out = self.backbone(batch)
         return F.normalize(out, dim=1) if self.config.normalize else out
 
+    def embed_flip_averaged(self, batch: torch.Tensor) -> torch.Tensor:
+        """Embeddings of each face and its mirror image, combined: a cheap, steadier estimate."""
+        both = self.embed(torch.cat([batch, batch.flip(-1)]))
+        total = both[: len(batch)] + both[len(batch):]
+        return F.normalize(total, dim=1) if self.config.normalize else total / 2
+
     def preprocess(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Aligned uint8 crops (N x H x W x 3) -> the network's input tensor."""
         x = torch.as_tensor(crops)

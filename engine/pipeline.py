@@ -105,11 +105,7 @@ class FaceEngine:
         with torch.inference_mode():
             for start in range(0, len(crops), batch_size):
                 x = self.model.preprocess(crops[start:start + batch_size]).to(self.device)
-                if self.flip_average:
-                    e = self.model.embed(torch.cat([x, x.flip(-1)]))
-                    e = torch.nn.functional.normalize(e[: len(x)] + e[len(x):], dim=1)
-                else:
-                    e = self.model.embed(x)
+                e = self.model.embed_flip_averaged(x) if self.flip_average else self.model.embed(x)
                 out.append(e.float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
 

@@ -22,7 +22,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data import Augment, CropSet, PKSampler, known_sets, load_crops, merge, split_by_identity
 from .loss import contrastive_loss, pair_distance
@@ -66,6 +65,9 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
+#: Every augmentation switched off (the seed preset, and the --no-augment ablation).
+NO_AUGMENT = Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0)
+
 PRESETS: dict[str, TrainConfig] = {
     "default": TrainConfig(),
     # The seed notebook: 100x100 grey, its small CNN + 80000-500-500-5 MLP, margin 2.0,
@@ -77,7 +79,7 @@ PRESETS: dict[str, TrainConfig] = {
                                        normalize=False, mean=0.0, std=1.0),
         sets=("att_train",), val_fraction=0.0, p=16, k=4, pairs="random", margin=2.0, optimizer="adam",
         lr=5e-4, weight_decay=0.0, warmup_steps=0, schedule="constant", steps=600, minutes=0, eval_every=0,
-        augment=Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0),
+        augment=NO_AUGMENT,
         raw_images=True),
 }
 
@@ -180,9 +182,7 @@ def embed_all(model: TwinNet, crops: np.ndarray, config: TrainConfig, device: to
     gen = torch.Generator()
     for s in range(0, len(crops), batch):
         x = to_input(crops[s:s + batch], config, False, gen).to(device)
-        e = model.embed(x)
-        if flip:
-            e = F.normalize(e + model.embed(x.flip(-1)), dim=1) if config.model.normalize else (e + model.embed(x.flip(-1))) / 2
+        e = model.embed_flip_averaged(x) if flip else model.embed(x)
         out.append(e.cpu().numpy())
     return np.concatenate(out)
 
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if model_changes:
         changes["model"] = replace(config.model, **model_changes)
     if args.no_augment:
-        changes["augment"] = Augment(flip=0, scale=0, rotate=0, shift=0, brightness=0, contrast=0, saturation=0, grey=0, blur=0)
+        changes["augment"] = NO_AUGMENT
     config = replace(config, **changes)
     summary = train(config, out=args.out, resume=args.resume, device=args.device)
     print(json.dumps({k: summary[k] for k in ("name", "steps", "minutes", "final_loss", "val", "model_id")}, default=str))
