@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -25,14 +26,23 @@ except ImportError:
     spaces = None
 
 import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
+from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
+from demo.inputs import MAX_PHOTO_BYTES  # noqa: E402
+from demo.service import Limits  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
 from engine import FaceEngine, FaceError  # noqa: E402
 from index import GalleryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 #: Uploads above this are refused by the server before they reach the engine.
-MAX_UPLOAD = "10mb"
+MAX_UPLOAD = f"{MAX_PHOTO_BYTES // 2**20}mb"
+#: An API call's body: at most two photos inline (base64 is 4/3 of the bytes), plus the rest.
+MAX_BODY = 2 * (MAX_PHOTO_BYTES * 4 // 3) + (256 << 10)
+#: The upload route's body: one Enroll's worth of photos (Gradio checks each file's size too).
+MAX_UPLOAD_BODY = Limits().max_enroll_photos * MAX_PHOTO_BYTES + (1 << 20)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,13 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def concurrency_limit(device_type: str) -> int:
     """How many requests the engine may serve at once on this machine.
 
-    On a GPU a few requests overlap usefully (decoding and drawing run on the CPU while the
-    GPU embeds). On a CPU, torch already uses every core for one request, so more than about
-    one request per two cores only makes each of them slower.
+    At least two, so one user's heavy photo (bounded, but still seconds of detection) never
+    makes everyone else wait behind it. On a GPU a few requests overlap usefully; on a CPU,
+    `torch_threads` splits the cores between the requests instead of letting each one
+    claim them all.
     """
     if device_type == "cuda":
         return 4
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    return max(2, min(4, (os.cpu_count() or 2) // 2))
+
+
+def torch_threads(device_type: str, concurrent: int) -> int:
+    """Intra-op threads per request, so `concurrent` requests share the cores fairly."""
+    cores = os.cpu_count() or 2
+    return max(1, cores // concurrent) if device_type != "cuda" else max(1, min(4, cores))
 
 
 def on_zero_gpu(engine: FaceEngine) -> FaceEngine:
@@ -86,8 +103,14 @@ def open_gallery(directory: str | Path, engine: FaceEngine, thumbnails: bool = T
                    embedding_size=engine.embedding_size, thumbnails=thumbnails)
 
 
+def middleware() -> list[Middleware]:
+    """In front of Gradio's own routes: the body cap, and the sign-in throttle for --auth."""
+    return [Middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD_BODY), Middleware(LoginThrottle)]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         engine = on_zero_gpu(FaceEngine(device=args.device))
     except FaceError as exc:            # ModelNotFound: the message says how to make the weights
@@ -101,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     if gallery.model_mismatch:         # made with other weights: Compare works, the gallery does not
         print(f"twin: warning: {gallery.model_mismatch}", file=sys.stderr)
     demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails)
-    demo.queue(default_concurrency_limit=concurrency_limit(engine.device.type), max_size=64)
+    concurrent = concurrency_limit(engine.device.type)
+    torch.set_num_threads(torch_threads(engine.device.type, concurrent))
+    demo.queue(default_concurrency_limit=concurrent, max_size=64)
     if args.share and args.auth is None:
         print("twin: warning: --share without --auth: anyone with the link can use the app "
               "and see and change the gallery.", file=sys.stderr)
@@ -122,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_monitoring=False,
         ssr_mode=False,
         css=LAUNCH_CSS,
+        app_kwargs={"middleware": middleware()},
     )
     if args.share and not demo.share_url:
         print("twin: the public link could not be made (no internet connection, or gradio.live "

@@ -22,6 +22,7 @@ CHOSEN = (22, 163, 74)      # green
 OTHER = (245, 158, 11)      # amber
 STRANGER = (220, 38, 38)    # red
 
+_NO_AUTOLINK = str.maketrans({":": "&#58;", "@": "&#64;", "$": "&#36;", "/": "&#47;"})
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
@@ -36,9 +37,16 @@ def percent(value: float) -> str:
 
 
 def md_escape(text: object) -> str:
-    """Text from a user made safe for Markdown and HTML: shown literally, never interpreted."""
+    """Text from a user made safe for Markdown and HTML: shown literally, never interpreted.
+
+    Besides Markdown's and HTML's own characters, the characters that let a Markdown renderer
+    turn plain text into a link (`:` of a scheme, `@` of an address, `$` of maths) are written
+    as character references: a name like `Click https://evil.example/login` is shown as
+    typed, never as a clickable link.
+    """
     text = " ".join(str(text).split())               # no line breaks inside a table cell
-    return html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=True)
+    escaped = html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=True)
+    return escaped.translate(_NO_AUTOLINK)
 
 
 def face_choice_note(which: str, count: int, used: int) -> str:
@@ -75,11 +83,17 @@ def face_label(name: str | None, similarity: float | None) -> str:
     return f"{name} {percent(similarity)}" if similarity is not None else str(name)
 
 
-def identify_markdown(rows: Sequence[dict]) -> str:
-    """A table of the faces in an Identify photo: number, who, similarity."""
+def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
+    """A table of the faces in an Identify photo: number, who, similarity.
+
+    `found`: how many faces the photo holds, when more than were matched (the cap)."""
     if not rows:
         return "No face was found in this photo."
-    lines = [f"Found {len(rows)} face{'s' if len(rows) != 1 else ''}.", "",
+    found = len(rows) if found is None else max(found, len(rows))
+    head = f"Found {found} face{'s' if found != 1 else ''}."
+    if found > len(rows):
+        head += f" The {len(rows)} largest are matched and boxed; crop the photo to see the others."
+    lines = [head, "",
              "| face | who | similarity |", "|---|---|---|"]
     for row in rows:
         who = md_escape(row["name"]) if row.get("name") is not None else f"*{UNKNOWN}*"
@@ -165,6 +179,13 @@ def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Seq
     return out
 
 
+def crop_image(crop: np.ndarray | Image.Image) -> Image.Image:
+    """An aligned face crop (uint8 array) as an RGB picture."""
+    if isinstance(crop, Image.Image):
+        return crop.convert("RGB")
+    return Image.fromarray(np.asarray(crop, dtype=np.uint8)).convert("RGB")
+
+
 def side_by_side(left: np.ndarray | Image.Image, right: np.ndarray | Image.Image, gap: int = 8,
                  size: int = 224) -> Image.Image:
     """Two face crops next to each other on white, each scaled to `size` pixels square."""
@@ -245,3 +266,53 @@ def card_markdown(card: dict, model_id: str, threshold: float) -> str:
         lines.append("### More")
         lines.append("\n".join(_card_value(rest)))
     return "\n\n".join(lines)
+
+
+# -- API payloads ------------------------------------------------------------------------------
+# The JSON each endpoint returns (the "Details (JSON)" blocks and gradio_client's results).
+# Built here, and only here, so the API's shape is in one place:
+#   /compare  -> compare_payload:  verdict, same, distance, similarity, similarity_percent,
+#                threshold, face_a, face_b, faces_in_a, faces_in_b, model_id
+#   /identify -> identify_payload: faces [{face, name, label, similarity, distance, entry_id,
+#                box, top [{name, entry_id, distance, similarity}]}], faces_found, threshold, model_id
+#   /enroll   -> enroll_payload:   name, entries [{entry_id, photo}], refused [{photo, reason}], warnings
+#   /people   -> people_payload:   [{name, count, entries}]
+def compare_payload(comparison, used_a: int, used_b: int, faces_a: int, faces_b: int, model_id: str) -> dict:
+    c = comparison
+    return {"verdict": verdict_words(c.same), "same": bool(c.same),
+            "distance": round(float(c.distance), 6), "similarity": round(float(c.similarity), 6),
+            "similarity_percent": percent(c.similarity), "threshold": float(c.threshold),
+            "face_a": used_a, "face_b": used_b, "faces_in_a": faces_a, "faces_in_b": faces_b,
+            "model_id": model_id}
+
+
+def identify_rows(faces) -> list[dict]:
+    """One row per identified face (demo.service.IdentifiedFace), as the API returns it."""
+    rows = []
+    for item in faces:
+        m = item.match
+        rows.append({"face": item.number, "name": m.name if m else None,
+                     "label": m.name if m else UNKNOWN,
+                     "similarity": round(m.similarity, 6) if m else None,
+                     "distance": round(m.distance, 6) if m else None,
+                     "entry_id": m.entry_id if m else None,
+                     "box": [round(float(v), 1) for v in item.face.box],
+                     "top": [{"name": t.name, "entry_id": t.entry_id, "distance": round(t.distance, 6),
+                              "similarity": round(t.similarity, 6)} for t in item.top]})
+    return rows
+
+
+def identify_payload(rows: list[dict], found: int, threshold: float, model_id: str) -> dict:
+    return {"faces": rows, "faces_found": int(found), "threshold": float(threshold), "model_id": model_id}
+
+
+def enroll_payload(result) -> dict:
+    """What Enroll did (demo.service.EnrollResult), as the API returns it."""
+    return {"name": result.name,
+            "entries": [{"entry_id": e, "photo": p} for e, _, p in result.entries],
+            "refused": [{"photo": p, "reason": why} for p, why in result.refused],
+            "warnings": list(result.warnings)}
+
+
+def people_payload(people) -> list[dict]:
+    return [{"name": p.name, "count": len(p.entries), "entries": list(p.entries)} for p in people]

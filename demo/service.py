@@ -1,19 +1,22 @@
 """What the app does, without Gradio: compare, enroll, identify and manage, on engine + gallery.
 
-ui.py wires these to components; render.py turns their results into words and pictures.
-Every mistake a user can make ends as a `UserError` (or an engine `FaceError`, or a
-gallery `ValueError`) whose message can be shown to that user as it is.
+The UI layer (demo/inputs.py) has already turned every photo field of a request into a
+`PhotoInput` (a file inside the upload folder, or bounded inline bytes); this module never
+sees a client's raw path or URL. Every request's work is bounded: at most `Limits.max_faces`
+faces are aligned and embedded per photo, and each request has a deadline after which the
+engine stops with TooMuchWork. Every mistake a user can make ends as a `UserError` (or an
+engine `FaceError`, or a gallery `GalleryError`) whose message can be shown as it is.
+
+The gallery is thread-safe and its reads never wait on a writer, so there is no lock here:
+one user's search does not queue behind another's enrollment.
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import logging
-import os
-import threading
+import math
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,14 +25,24 @@ from PIL import Image
 from engine import Comparison, Face, FaceEngine, InvalidImage, load_image
 from index import GalleryCorrupt, GalleryError
 
+from .inputs import PhotoInput
+
 log = logging.getLogger("twin.demo")
 
-#: Identify draws and matches at most this many faces of one photo (the most prominent).
-MAX_FACES = 20
-#: Photos accepted by one Enroll request.
-MAX_ENROLL_PHOTOS = 20
 #: Top matches listed per face in Identify.
 TOP_K = 3
+#: A face this close to an enrolled one is the same photo (re-encoded at most), not a look-alike.
+SAME_PHOTO_DISTANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost. The defaults keep a request to a few CPU-seconds."""
+
+    max_faces: int = 20              # faces aligned, embedded and drawn per photo (most prominent)
+    max_enroll_photos: int = 20      # photos in one Enroll request
+    request_seconds: float = 20.0    # Compare / Identify deadline
+    enroll_seconds: float = 60.0     # the whole Enroll request
 
 
 class UserError(ValueError):
@@ -37,7 +50,7 @@ class UserError(ValueError):
 
 
 class _gallery_errors:
-    """Turn the gallery's own refusals (bad name, no such entry, other model) into UserError."""
+    """Turn the gallery's own refusals (bad name, no such entry, busy, other model) into UserError."""
 
     def __enter__(self):
         return self
@@ -50,11 +63,16 @@ class _gallery_errors:
 
 @dataclass
 class Photo:
-    """A decoded photo, its faces (most prominent first) and a short name to mention it by."""
+    """A decoded photo, its faces (most prominent first, at most the cap), how many were found."""
 
     image: Image.Image
     faces: list[Face]
     label: str
+    found: int = 0             # faces the detector found, before the cap
+
+    @property
+    def capped(self) -> bool:
+        return self.found > len(self.faces)
 
 
 @dataclass
@@ -89,6 +107,14 @@ class EnrollResult:
     refused: list[tuple[str, str]] = field(default_factory=list)              # (photo, reason)
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def failed(self) -> bool:
+        """Nothing was enrolled: the request as a whole failed (the reasons are in `refused`)."""
+        return not self.entries
+
+    def failure_message(self) -> str:
+        return " ".join(f"{photo}: {reason}" for photo, reason in self.refused) or "Nothing was enrolled."
+
 
 @dataclass
 class Person:
@@ -96,115 +122,108 @@ class Person:
     entries: list[Any]
 
 
-def photo_path(value: Any) -> str | None:
-    """A photo as Gradio hands it over: a path, a FileData-like dict, or None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict):
-        value = value.get("path") or value.get("url")
-        return str(value) if value else None
-    if isinstance(value, (str, os.PathLike)):
-        return str(value)
-    path = getattr(value, "path", None) or getattr(value, "name", None)
-    return str(path) if path else None
-
-
-def photo_label(value: Any, default: str) -> str:
-    """The file name the user knows a photo by (Gradio's temp copies keep it as orig_name)."""
-    if isinstance(value, dict) and value.get("orig_name"):
-        return Path(str(value["orig_name"])).name
-    path = photo_path(value)
-    return Path(path).name if path and not path.startswith("data:") else default
-
-
 class TwinService:
     """The app's actions over one engine and one gallery; safe to call from many threads."""
 
-    def __init__(self, engine: FaceEngine, gallery: Any, thumbnails: bool = True):
+    def __init__(self, engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits: Limits = Limits()):
         self.engine = engine
         self.gallery = gallery
         self.thumbnails = thumbnails
-        self._lock = threading.RLock()      # the gallery is changed and read under this lock
+        self.limits = limits
 
     # -- photos ----------------------------------------------------------------------------
-    def _image(self, value: Any, which: str) -> tuple[Image.Image, str]:
-        path = photo_path(value)
-        if path is None:
-            raise UserError(f"Add {which} first (upload a file, use the webcam or paste one).")
-        label = photo_label(value, which)
-        try:
-            if path.startswith("data:"):                 # a pasted or webcam image sent inline
-                return load_image(_data_url_bytes(path)), which
-            return load_image(path), label
-        except InvalidImage as exc:
-            raise InvalidImage(f"{label}: {exc}") from None
-
-    def photos(self, values: Sequence[Any], names: Sequence[str]) -> list[Photo]:
+    def photos(self, inputs: Sequence[PhotoInput], deadline: float | None = None,
+               max_faces: int | None = None) -> list[Photo]:
         """Decode and find the faces of several photos (one network pass for all of them)."""
-        decoded = [self._image(v, n) for v, n in zip(values, names)]
-        faces = self.engine.faces_batch([image for image, _ in decoded])
-        return [Photo(image, found[:MAX_FACES], label) for (image, label), found in zip(decoded, faces)]
+        images = []
+        for item in inputs:
+            try:
+                images.append(load_image(item.source))
+            except InvalidImage as exc:
+                raise InvalidImage(f"{item.label}: {exc}") from None
+        cap = self.limits.max_faces if max_faces is None else max_faces
+        if deadline is None:
+            deadline = time.monotonic() + self.limits.request_seconds
+        found = self.engine.faces_batch(images, max_faces=cap, deadline=deadline)
+        return [Photo(image, list(faces), item.label, _found(faces))
+                for item, image, faces in zip(inputs, images, found)]
 
     # -- compare ---------------------------------------------------------------------------
-    def compare(self, a: Any, b: Any, face_a: int | float | None = 1, face_b: int | float | None = 1) -> CompareResult:
-        photo_a, photo_b = self.photos([a, b], ["photo A", "photo B"])
-        used_a = _face_number(face_a, photo_a, "A")
-        used_b = _face_number(face_b, photo_b, "B")
+    def compare(self, a: PhotoInput | None, b: PhotoInput | None,
+                face_a: Any = 1, face_b: Any = 1) -> CompareResult:
+        number_a, number_b = face_number(face_a, "A"), face_number(face_b, "B")
+        if a is None or b is None:
+            raise UserError(f"Add photo {'A' if a is None else 'B'} first "
+                            "(upload a file, use the webcam or paste one).")
+        photo_a, photo_b = self.photos([a, b])
+        used_a, used_b = _pick(number_a, photo_a, "A"), _pick(number_b, photo_b, "B")
         comparison = self.engine.compare_faces(photo_a.faces[used_a - 1], photo_b.faces[used_b - 1])
         return CompareResult(photo_a, photo_b, used_a, used_b, comparison)
 
     # -- identify --------------------------------------------------------------------------
-    def identify(self, photo: Any) -> tuple[Photo, list[IdentifiedFace]]:
-        (found,) = self.photos([photo], ["a photo"])
+    def identify(self, photo: PhotoInput | None) -> tuple[Photo, list[IdentifiedFace]]:
+        if photo is None:
+            raise UserError("Add a photo first (upload a file, use the webcam or paste one).")
+        (found,) = self.photos([photo])
         result = []
-        with self._lock, _gallery_errors():
+        with _gallery_errors():
             for i, face in enumerate(found.faces):
                 top = [self._candidate(m) for m in self.gallery.search(face.embedding, k=TOP_K)]
-                match = self.gallery.identify(face.embedding)
-                result.append(IdentifiedFace(i + 1, face, self._candidate(match) if match else None, top))
+                match = top[0] if top and self._within(top[0].distance) else None
+                result.append(IdentifiedFace(i + 1, face, match, top))
         return found, result
+
+    def _within(self, distance: float) -> bool:
+        threshold = getattr(self.gallery, "threshold", None)
+        return distance <= (self.engine.threshold if threshold is None else threshold)
 
     def _candidate(self, match: Any) -> Candidate:
         distance = float(match.distance)
         return Candidate(match.name, match.entry_id, distance, self.engine.similarity(distance))
 
     # -- enroll ----------------------------------------------------------------------------
-    def enroll(self, name: str | None, photos: Sequence[Any] | Any) -> EnrollResult:
+    def enroll(self, name: str | None, photos: Sequence[PhotoInput]) -> EnrollResult:
+        if not isinstance(name, (str, type(None))):
+            raise UserError("The name must be text.")
         name = " ".join((name or "").split())
         if not name:
             raise UserError("Type the person's name first.")
-        if photos is None or photos == "":
-            photos = []
-        elif not isinstance(photos, (list, tuple)):
-            photos = [photos]
-        photos = [p for p in photos if photo_path(p) is not None]
         if not photos:
             raise UserError("Add at least one photo of the person.")
-        if len(photos) > MAX_ENROLL_PHOTOS:
-            raise UserError(f"Enroll at most {MAX_ENROLL_PHOTOS} photos at a time (you gave {len(photos)}).")
+        if len(photos) > self.limits.max_enroll_photos:
+            raise UserError(f"Enroll at most {self.limits.max_enroll_photos} photos at a time "
+                            f"(you gave {len(photos)}).")
+        deadline = time.monotonic() + self.limits.enroll_seconds
         result = EnrollResult(name)
         usable: list[tuple[Face, str]] = []
-        for i, value in enumerate(photos):
-            label = photo_label(value, f"photo {i + 1}")
-            try:
-                (photo,) = self.photos([value], [label])
+        for item in photos:
+            try:      # two faces are enough to know a photo shows more than one person
+                (photo,) = self.photos([item], deadline=deadline, max_faces=2)
             except InvalidImage as exc:
-                result.refused.append((label, _strip_label(str(exc), label)))
+                result.refused.append((item.label, _strip_label(str(exc), item.label)))
                 continue
             if not photo.faces:
-                result.refused.append((label, "no face was found in it."))
-            elif len(photo.faces) > 1:
-                result.refused.append((label, f"it shows {len(photo.faces)} faces; use a photo of "
-                                              f"{name} alone (or crop it)."))
+                result.refused.append((item.label, "no face was found in it."))
+            elif photo.found > 1:
+                result.refused.append((item.label, f"it shows {photo.found} faces; use a photo of "
+                                                   f"{name} alone (or crop it)."))
             else:
-                usable.append((photo.faces[0], label))
-        with self._lock, _gallery_errors():
+                usable.append((photo.faces[0], item.label))
+        with _gallery_errors():
             for face, label in usable:
-                known = self.gallery.identify(face.embedding)
-                if known is not None and known.name != name:
+                nearest = self.gallery.search(face.embedding, k=1) if len(self.gallery) else []
+                known = nearest[0] if nearest else None
+                if known is not None and known.name != name and known.distance <= SAME_PHOTO_DISTANCE:
+                    result.refused.append((label, f"this is the photo already enrolled as {known.name} "
+                                                  f"(entry {known.entry_id}). If that name is wrong, rename "
+                                                  f"or delete it in the Gallery tab."))
+                    continue
+                if known is not None and known.name != name and self._within(known.distance):
+                    similarity = self.engine.similarity(float(known.distance)) * 100
                     result.warnings.append(
-                        f"{label}: this face is already enrolled as {known.name} "
-                        f"(similarity {self.engine.similarity(float(known.distance)) * 100:.1f}%).")
+                        f"{label}: this face looks like {known.name}, who is already enrolled "
+                        f"(similarity {similarity:.1f}%). It was enrolled as {name}; if it is the same "
+                        f"person, delete this entry or rename in the Gallery tab.")
                 thumbnail = face.crop if self.thumbnails else None
                 entry = self.gallery.enroll(name, face.embedding, thumbnail=thumbnail)
                 result.entries.append((entry, face.crop, label))
@@ -212,44 +231,76 @@ class TwinService:
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:
-        with self._lock, _gallery_errors():
-            return [Person(name, list(entries)) for name, entries in _people(self.gallery)]
+        with _gallery_errors():
+            by_name: dict[str, list[Any]] = {}
+            for entry in self.gallery.entries():
+                by_name.setdefault(entry.name, []).append(entry.entry_id)
+            return [Person(p.name, by_name.get(p.name, [])) for p in self.gallery.people()]
+
+    def entries_of(self, person: str | None) -> list[Any]:
+        """The entry ids of one person, oldest first ([] for nobody)."""
+        if not isinstance(person, str) or not person.strip():
+            return []
+        with _gallery_errors():
+            try:
+                return [e.entry_id for e in self.gallery.entries(person.strip())]
+            except GalleryError:
+                return []
 
     def thumbnail(self, entry_id: Any) -> Image.Image | None:
+        """An entry's thumbnail, or None (none stored, thumbnails off, or one that will not decode)."""
         if not self.thumbnails:
             return None
-        with self._lock, _gallery_errors():
-            return _thumbnail(self.gallery, entry_id)
+        try:
+            with _gallery_errors():
+                png = self.gallery.thumbnail(int(entry_id))
+        except (TypeError, ValueError, UserError):
+            return None
+        if not png:
+            return None
+        try:
+            with Image.open(io.BytesIO(png)) as image:
+                if image.width * image.height > 512 * 512:
+                    raise ValueError(f"{image.width}x{image.height} is too large for a thumbnail")
+                return image.convert("RGB")
+        except Exception as exc:  # one bad thumbnail must not fail the page that lists it
+            log.warning("entry %s: unusable thumbnail (%s)", entry_id, exc)
+            return None
 
-    def remove(self, person: str | None, entry: Any = None) -> str:
-        """Delete one entry (when `entry` is given) or every entry of `person`; say what was done."""
-        person = (person or "").strip()
-        entry_id = _entry_id(entry)
-        with self._lock, _gallery_errors():
+    def remove(self, person: str | None, entry: Any = None) -> tuple[str, list[Any]]:
+        """Delete one entry (when `entry` is given) or every entry of `person`.
+
+        Returns what was done, in words, and the ids of the entries removed (the UI forgets
+        any picture it made of them).
+        """
+        person = (person or "").strip() if isinstance(person, str) else ""
+        entry_id = entry_number(entry)
+        with _gallery_errors():
             if entry_id is not None:
-                owner = _owner(self.gallery, entry_id)
+                owner = self.gallery.owner(entry_id)
                 if owner is None:
                     raise UserError(f"There is no entry {entry_id} in the gallery.")
                 if person and owner != person:
                     raise UserError(f"Entry {entry_id} belongs to {owner}, not to {person}.")
-                self.gallery.remove_entry(int(entry_id))
-                return f"Deleted entry {entry_id} of {owner}."
+                self.gallery.remove_entry(entry_id)
+                return f"Deleted entry {entry_id} of {owner}.", [entry_id]
             if not person:
                 raise UserError("Choose the person (or one of their entries) to delete.")
             if person not in self.gallery:
                 raise UserError(f"There is nobody called {person} in the gallery.")
+            ids = [e.entry_id for e in self.gallery.entries(person)]
             count = self.gallery.remove_person(person)
-            return f"Deleted {person} ({count} {'entry' if count == 1 else 'entries'})."
+            return f"Deleted {person} ({count} {'entry' if count == 1 else 'entries'}).", ids
 
     def rename(self, old: str | None, new: str | None) -> str:
         """Rename a person; renaming onto someone already enrolled merges the two, and says so."""
-        old = (old or "").strip()
-        new = " ".join((new or "").split())
+        old = (old or "").strip() if isinstance(old, str) else ""
+        new = " ".join((new or "").split()) if isinstance(new, str) else ""
         if not old:
             raise UserError("Choose the person to rename.")
         if not new:
             raise UserError("Type the new name.")
-        with self._lock, _gallery_errors():
+        with _gallery_errors():
             if old not in self.gallery:
                 raise UserError(f"There is nobody called {old} in the gallery.")
             merging = new != old and new in self.gallery
@@ -260,29 +311,37 @@ class TwinService:
         return f"Renamed {old} to {new} ({entries})."
 
 
-def _face_number(value: int | float | str | None, photo: Photo, which: str) -> int:
+def _found(faces: Sequence[Face]) -> int:
+    """How many faces the engine found before its cap (it says so on the list it returns)."""
+    return int(getattr(faces, "found", len(faces)))
+
+
+def face_number(value: Any, which: str) -> int:
+    """A face number as a client may send it (1, 1.0, "2"), or UserError saying what is wrong."""
+    if value is None or value == "":
+        return 1
+    if isinstance(value, bool):
+        raise UserError(f"The face number for photo {which} must be a whole number from 1.")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"The face number for photo {which} must be a whole number from 1.") from None
+    if not math.isfinite(number) or number != int(number) or not 1 <= number <= 10_000:
+        raise UserError(f"The face number for photo {which} must be a whole number from 1 "
+                        f"(not {str(value)[:20]}).")
+    return int(number)
+
+
+def _pick(number: int, photo: Photo, which: str) -> int:
     if not photo.faces:
         raise UserError(f"No face was found in photo {which}. Try a sharper, front-facing photo "
                         f"where the face is at least 20 pixels wide.")
-    try:
-        number = 1 if value is None or value == "" else int(float(value))
-    except (TypeError, ValueError):
-        raise UserError(f"The face number for photo {which} must be a whole number.") from None
-    if not 1 <= number <= len(photo.faces):
-        count = len(photo.faces)
-        raise UserError(f"Photo {which} has {count} face{'s' if count != 1 else ''}; "
+    if number > len(photo.faces):
+        count = photo.found
+        shown = f" (the {len(photo.faces)} largest can be picked)" if photo.capped else ""
+        raise UserError(f"Photo {which} has {count} face{'s' if count != 1 else ''}{shown}; "
                         f"there is no face {number}.")
     return number
-
-
-def _data_url_bytes(url: str) -> bytes:
-    header, _, payload = url.partition(",")
-    if ";base64" not in header:
-        raise InvalidImage("The pasted image could not be read.")
-    try:
-        return base64.b64decode(payload, validate=False)
-    except (ValueError, binascii.Error):
-        raise InvalidImage("The pasted image could not be read.") from None
 
 
 def _strip_label(message: str, label: str) -> str:
@@ -290,38 +349,21 @@ def _strip_label(message: str, label: str) -> str:
     return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _entry_id(value: Any) -> Any:
+def entry_number(value: Any) -> int | None:
+    """An entry id as a client may send it (7, 7.0, "7"); None for none; UserError otherwise."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, bool):
+        raise UserError("An entry must be given by its number.")
+    if isinstance(value, str):
+        value = value.strip()
+        if not value.isdigit() or len(value) > 18:
+            raise UserError("An entry must be given by its number.")
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return value
-
-
-# -- the gallery's shape ------------------------------------------------------------------------
-def _people(gallery: Any) -> list[tuple[str, list[int]]]:
-    """Everyone enrolled with their entry ids, oldest first, in the gallery's name order."""
-    entries: dict[str, list[int]] = {}
-    for entry in gallery.entries():
-        entries.setdefault(entry.name, []).append(entry.entry_id)
-    return [(p.name, entries.get(p.name, [])) for p in gallery.people()]
-
-
-def _owner(gallery: Any, entry_id: Any) -> str | None:
-    for entry in gallery.entries():
-        if str(entry.entry_id) == str(entry_id):
-            return entry.name
-    return None
-
-
-def _thumbnail(gallery: Any, entry_id: Any) -> Image.Image | None:
     try:
-        png = gallery.thumbnail(int(entry_id))
-    except (TypeError, ValueError):
-        return None
-    if not png:
-        return None
-    with Image.open(io.BytesIO(png)) as image:
-        return image.convert("RGB")
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError("An entry must be given by its number.") from None
+    if not math.isfinite(number) or number != int(number) or not 0 <= number < 2**62:
+        raise UserError("An entry must be given by its number.")
+    return int(number)

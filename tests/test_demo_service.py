@@ -1,37 +1,43 @@
 """demo.service: the app's actions on a real engine and a real gallery, without a server."""
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from demo.service import TwinService, UserError, _entry_id, photo_label, photo_path
-from engine import InvalidImage
+from demo.inputs import PhotoInput
+from demo.service import Limits, TwinService, UserError, entry_number, face_number
+from engine import InvalidImage, TooMuchWork
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
 
 
-def test_photo_path_and_label_accept_what_gradio_hands_over():
-    assert photo_path(None) is None and photo_path("") is None
-    assert photo_path("/tmp/a.jpg") == "/tmp/a.jpg"
-    assert photo_path({"path": "/tmp/gradio/x/image.jpg", "orig_name": "holiday.jpg"}) == "/tmp/gradio/x/image.jpg"
-    assert photo_label({"path": "/tmp/gradio/x/image.jpg", "orig_name": "holiday.jpg"}, "photo A") == "holiday.jpg"
-    assert photo_label({"path": None}, "photo A") == "photo A"
-    assert photo_label("data:image/png;base64,AAAA", "photo A") == "photo A"
+def example(name: str) -> PhotoInput:
+    return PhotoInput(name, path=EXAMPLES / name)
 
 
 @pytest.mark.parametrize("value, expected", [(None, None), ("", None), (" ", None), ("12", 12), (12.0, 12), (7, 7)])
 def test_entry_ids_from_the_page_or_the_api(value, expected):
-    assert _entry_id(value) == expected
+    assert entry_number(value) == expected
 
 
-@pytest.fixture(scope="module")
-def engine():
-    from engine import FaceEngine
-    return FaceEngine(device="cpu")
+@pytest.mark.parametrize("value", ["-3", "1e400", float("inf"), float("nan"), 1.5, "x", [1], True])
+def test_bad_entry_ids_get_a_clear_message(value):
+    with pytest.raises(UserError, match="entry must be given by its number"):
+        entry_number(value)
+
+
+@pytest.mark.parametrize("value, expected", [(None, 1), ("", 1), (2, 2), (2.0, 2), ("3", 3)])
+def test_face_numbers(value, expected):
+    assert face_number(value, "A") == expected
+
+
+@pytest.mark.parametrize("value", [1.9, float("inf"), float("nan"), 0, -1, "two", True, 1e400])
+def test_bad_face_numbers_get_a_clear_message(value):
+    with pytest.raises(UserError, match="must be a whole number from 1"):
+        face_number(value, "A")
 
 
 @pytest.fixture
@@ -45,16 +51,34 @@ def service(engine, tmp_path):
 
 def test_compare_with_a_pasted_image(service, tmp_path):
     data = (EXAMPLES / "Tony_Blair_0001.jpg").read_bytes()
-    url = "data:image/jpeg;base64," + base64.b64encode(data).decode()
-    result = service.compare(url, EXAMPLES / "Tony_Blair_0001.jpg")
+    result = service.compare(PhotoInput("pasted", data=data), example("Tony_Blair_0001.jpg"))
     assert result.comparison.distance == pytest.approx(0.0, abs=1e-4)
-    with pytest.raises(InvalidImage, match="pasted image"):
-        service.compare("data:image/jpeg,notbase64", EXAMPLES / "Tony_Blair_0001.jpg")
+    with pytest.raises(InvalidImage, match="pasted: .*not an image"):
+        service.compare(PhotoInput("pasted", data=b"not a photo"), example("Tony_Blair_0001.jpg"))
+
+
+def test_a_request_past_its_deadline_stops_with_a_clear_message(engine, tmp_path):
+    from index import Gallery
+    with Gallery(tmp_path / "g", model_id=engine.model_id, threshold=engine.threshold,
+                 embedding_size=engine.embedding_size) as gallery:
+        hurried = TwinService(engine, gallery, limits=Limits(request_seconds=-1.0))
+        with pytest.raises(TooMuchWork, match="too much work"):
+            hurried.identify(example("two_people.jpg"))
+
+
+def test_the_same_photo_under_another_name_is_refused_a_look_alike_is_warned(service):
+    service.enroll("Serena", [example("Serena_Williams_0001.jpg")])
+    again = service.enroll("Venus", [example("Serena_Williams_0001.jpg")])
+    assert again.failed and "already enrolled as Serena" in again.failure_message()
+    other = service.enroll("Serena W", [example("Serena_Williams_0002.jpg")])
+    assert len(other.entries) == 1
+    assert other.warnings and all("looks like Serena" in w for w in other.warnings)
+    assert [p.name for p in service.people()] == ["Serena", "Serena W"]
 
 
 def test_rename_onto_an_enrolled_name_merges_and_says_so(service):
-    service.enroll("Ann", [str(EXAMPLES / "Serena_Williams_0001.jpg")])
-    service.enroll("Annie", [str(EXAMPLES / "Serena_Williams_0002.jpg")])
+    service.enroll("Ann", [example("Serena_Williams_0001.jpg")])
+    service.enroll("Annie", [example("Serena_Williams_0002.jpg")])
     assert "already enrolled" in service.rename("Annie", "Ann")
     assert [(p.name, len(p.entries)) for p in service.people()] == [("Ann", 2)]
     with pytest.raises(UserError, match="nobody called"):
@@ -63,15 +87,16 @@ def test_rename_onto_an_enrolled_name_merges_and_says_so(service):
 
 def test_bad_names_are_refused_by_the_gallery_with_its_message(service):
     with pytest.raises(UserError, match="100"):
-        service.enroll("x" * 101, [str(EXAMPLES / "Serena_Williams_0001.jpg")])
+        service.enroll("x" * 101, [example("Serena_Williams_0001.jpg")])
     assert service.people() == []
 
 
 def test_an_entry_belongs_to_its_person(service):
-    entry = service.enroll("Ann", [str(EXAMPLES / "Serena_Williams_0001.jpg")]).entries[0][0]
+    entry = service.enroll("Ann", [example("Serena_Williams_0001.jpg")]).entries[0][0]
     with pytest.raises(UserError, match="belongs to Ann"):
         service.remove("Bob", entry)
-    assert "Deleted entry" in service.remove("Ann", entry)
+    message, removed = service.remove("Ann", entry)
+    assert "Deleted entry" in message and removed == [entry]
 
 
 def test_without_thumbnails_nothing_but_name_and_embedding_is_kept(engine, tmp_path):
@@ -79,6 +104,6 @@ def test_without_thumbnails_nothing_but_name_and_embedding_is_kept(engine, tmp_p
     gallery = Gallery(tmp_path / "g", model_id=engine.model_id, threshold=engine.threshold,
                       embedding_size=engine.embedding_size, thumbnails=False)
     service = TwinService(engine, gallery, thumbnails=False)
-    entry = service.enroll("Ann", [str(EXAMPLES / "Serena_Williams_0001.jpg")]).entries[0][0]
+    entry = service.enroll("Ann", [example("Serena_Williams_0001.jpg")]).entries[0][0]
     assert gallery.thumbnail(entry) is None and service.thumbnail(entry) is None
     gallery.close()

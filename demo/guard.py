@@ -1,0 +1,169 @@
+"""Two ASGI middlewares in front of the whole app: a request-body cap and a sign-in throttle.
+
+Gradio limits *uploads* (max_file_size), but an API call can carry its photo inline in the
+JSON body (a `data:` URL), and such a body is read and parsed before any of our code runs.
+`BodyLimit` refuses a body that is too large before it is read: at once when Content-Length
+says so, and as soon as the bytes received pass the limit when it does not.
+
+`LoginThrottle` counts failed sign-ins per client address; after a few in a row, that client
+is refused (429) for a time that doubles with every further failure, so guessing a password
+costs hours instead of seconds. A success clears the count. Behind a reverse proxy every
+client shares the proxy's address: run the app with --auth only where clients reach it directly,
+or put the proxy's own rate limit in front.
+
+Plain ASGI (Starlette's message types), no Gradio import.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Awaitable, Callable
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+async def _refuse(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"detail": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse (413) any request whose body is larger than its route's limit, before reading it.
+
+    limit:        bytes allowed for every route but uploads (an API call with inline photos).
+    upload_limit: bytes allowed for Gradio's multipart upload route (several photos at once;
+                  Gradio streams those to disk and checks each file against max_file_size).
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
+        self.app = app
+        self.limit = int(limit)
+        self.upload_limit = int(upload_limit)
+
+    def limit_for(self, path: str) -> int:
+        return self.upload_limit if path.rstrip("/").endswith("/upload") else self.limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        message = f"The request is too large (the limit is {limit / 2**20:.0f} MB)."
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            try:
+                too_large = int(declared) > limit
+            except ValueError:
+                await _refuse(send, 400, "The request's Content-Length is not a number.")
+                return
+            if too_large:
+                await _refuse(send, 413, message)
+                return
+        received = 0
+        overflow = False
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received, overflow
+            if overflow:
+                return {"type": "http.disconnect"}
+            item = await receive()
+            if item["type"] == "http.request":
+                received += len(item.get("body", b""))
+                if received > limit:
+                    overflow = True
+                    return {"type": "http.disconnect"}
+            return item
+
+        async def guarded_send(item: Message) -> None:
+            nonlocal started
+            if overflow and not started:
+                return                        # the app's answer to a cut-off body is replaced below
+            if item["type"] == "http.response.start":
+                started = True
+            await send(item)
+
+        try:
+            await self.app(scope, counted, guarded_send)
+        except Exception:
+            if not overflow:
+                raise
+        if overflow and not started:
+            await _refuse(send, 413, message)
+
+
+class LoginThrottle:
+    """Slow down password guessing: after `free` failures in a row, lock the client out.
+
+    The lockout is `base` seconds after the first locked failure and doubles with each one
+    after it, up to `cap`. Clients are remembered in a bounded LRU (`remember`).
+    """
+
+    def __init__(self, app: ASGIApp, free: int = 5, base: float = 5.0, cap: float = 3600.0,
+                 remember: int = 10_000, clock: Callable[[], float] = time.monotonic):
+        self.app = app
+        self.free, self.base, self.cap, self.remember = free, base, cap, remember
+        self.clock = clock
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()   # client -> (count, locked until)
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> float:
+        """Seconds until `client` may try again (0: now)."""
+        with self._lock:
+            count, until = self._failures.get(client, (0, 0.0))
+        return max(0.0, until - self.clock())
+
+    def record(self, client: str, success: bool) -> None:
+        with self._lock:
+            if success:
+                self._failures.pop(client, None)
+                return
+            count, _ = self._failures.pop(client, (0, 0.0))
+            count += 1
+            until = 0.0
+            if count >= self.free:
+                until = self.clock() + min(self.cap, self.base * 2 ** (count - self.free))
+            self._failures[client] = (count, until)
+            while len(self._failures) > self.remember:
+                self._failures.popitem(last=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or \
+                not scope.get("path", "").rstrip("/").endswith("/login"):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.retry_after(client)
+        if wait > 0:
+            await _refuse(send, 429, f"Too many failed sign-ins; try again in {wait:.0f} s.",
+                          [(b"retry-after", str(int(wait) + 1).encode())])
+            return
+        status = 0
+
+        async def watched(item: Message) -> None:
+            nonlocal status
+            if item["type"] == "http.response.start":
+                status = int(item["status"])
+            await send(item)
+
+        await self.app(scope, receive, watched)
+        if status == 200:
+            self.record(client, True)
+        elif 400 <= status < 500:
+            self.record(client, False)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
