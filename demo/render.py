@@ -209,65 +209,6 @@ def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
     return out
 
 
-# -- the model card ---------------------------------------------------------------------------
-_CARD_ORDER = [("architecture", "Architecture"), ("model", "Model"), ("training_data", "Training data"),
-               ("data", "Training data"), ("licence", "Licence"), ("license", "Licence"),
-               ("lfw", "LFW"), ("metrics", "Metrics"), ("calibration", "Calibration"), ("recipe", "Recipe")]
-_CARD_SKIP = {"model_id", "placeholder", "state_dict", "config", "threshold"}   # threshold: said above
-
-
-def _card_value(value: object, depth: int = 0) -> list[str]:
-    indent = "  " * depth
-    if isinstance(value, dict):
-        lines = []
-        for key, item in value.items():
-            if isinstance(item, (dict, list)) and item:
-                lines.append(f"{indent}- **{md_escape(key)}**:")
-                lines += _card_value(item, depth + 1)
-            else:
-                lines.append(f"{indent}- **{md_escape(key)}**: {_card_scalar(item)}")
-        return lines
-    if isinstance(value, list):
-        lines = []
-        for item in value:
-            if isinstance(item, (dict, list)):
-                lines += _card_value(item, depth)
-            else:
-                lines.append(f"{indent}- {_card_scalar(item)}")
-        return lines
-    return [f"{indent}{_card_scalar(value)}"]
-
-
-def _card_scalar(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return md_escape(value)
-
-
-def card_markdown(card: dict, model_id: str, threshold: float) -> str:
-    """The model card (engine/weights/twin.json) for people: known sections first, then the rest."""
-    lines = ["## The model", f"Model id {md_escape(model_id)}. Two photos show the same person when the "
-             f"distance between their faces is at most **{threshold:.3f}**."]
-    if card.get("placeholder"):
-        lines.append("> ⚠️ **These weights are an untrained placeholder.** Verdicts and similarities are "
-                     "meaningless until the trained model is installed.")
-    shown = set()
-    for key, title in _CARD_ORDER:
-        if key in card and key not in shown and title not in shown:
-            shown.update({key, title})
-            value = card[key]
-            if isinstance(value, (dict, list)):
-                lines.append(f"### {title}")
-                lines.append("\n".join(_card_value(value)))
-            else:
-                lines.append(f"**{title}**: {_card_scalar(value)}")
-    rest = {k: v for k, v in card.items() if k not in shown and k not in _CARD_SKIP}
-    if rest:
-        lines.append("### More")
-        lines.append("\n".join(_card_value(rest)))
-    return "\n\n".join(lines)
-
-
 # -- API payloads ------------------------------------------------------------------------------
 # The JSON each endpoint returns (the "Details (JSON)" blocks and gradio_client's results).
 # Built here, and only here, so the API's shape is in one place:

@@ -84,11 +84,24 @@ def test_side_by_side_and_tile():
     assert tiled.size == (50, 50)
 
 
-def test_card_markdown_shows_data_licence_lfw_and_escapes():
-    card = {"architecture": "ResNet, 128-d", "training_data": {"celeba": "non-commercial research only"},
-            "lfw": {"view2_accuracy": 0.8734, "std": 0.012}, "threshold": 1.1, "model_id": "twin-x",
-            "notes": SCRIPT}
-    text = render.card_markdown(card, "twin-x", 1.1)
-    assert "1.100" in text and "ResNet" in text and "non\\-commercial" in text and "0.8734" in text
-    assert "<script>" not in text and "placeholder" not in text
-    assert "untrained placeholder" in render.card_markdown({"placeholder": True}, "twin-y", 1.0)
+def test_the_about_page_reads_the_card_for_people():
+    from demo import card
+    model = {"architecture": {"arch": "resnet", "input_size": 64, "embedding_size": 128},
+             "training_data": {"sets": ["celeba_aligned"], "images": 15574, "people": 5441,
+                               "licence": "CelebA: non-commercial research use only"},
+             "lfw": {"view2_10fold": {"mean": 0.9007, "std": 0.01}}, "threshold_source": "LFW View 1",
+             "intended_use": SCRIPT}
+    text = "\n".join([card.model_section(model, "twin-x"), card.data_section(model),
+                      card.accuracy_section(model, 0.928), card.threshold_section(model, 0.928),
+                      card.limits_section(model)])
+    assert "64×64" in text and "15,574 photos of 5,441 people" in text and "non\\-commercial" in text
+    assert "| LFW View 2, 10-fold (6,000 pairs) | 90.1% ± 1.0% |" in text and "0.928" in text
+    assert "<script>" not in text and "input_size" not in text and "{" not in text
+
+
+@pytest.mark.parametrize("name", ["Click https://evil。example/login", "www.evil.example", "mail ann@evil.example",
+                                  "$x^2$ maths"])
+def test_a_name_never_becomes_a_link_or_maths(name):
+    text = render.md_escape(name)
+    for raw in ("://", "www.", "@", "$"):
+        assert raw not in text
