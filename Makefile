@@ -59,3 +59,24 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Teacher targets for distillation: dlib's encoder over the cached crops (training sets, then LFW),
+# in .venv-bench (requirements-bench.txt), one core, resumable; then its own LFW accuracy.
+# `make teacher ARGS="--shard 0/2"` shares the work between processes. Never needed by `make test`.
+BENCH_VENV := .venv-bench
+BENCH_PY   := $(BENCH_VENV)/bin/python
+
+.PHONY: teacher teacher-report
+teacher: $(BENCH_VENV)/.teacher $(VENV)/.dev
+	$(PY) -m engine.data cache
+	nice -n 10 $(BENCH_PY) -m training.teacher $(ARGS)
+	$(BENCH_PY) -m training.teacher --report
+
+teacher-report: $(BENCH_VENV)/.teacher
+	$(BENCH_PY) -m training.teacher --report
+
+$(BENCH_VENV)/.teacher: requirements.txt requirements-bench.txt
+	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install -r requirements.txt -r requirements-bench.txt
+	$(BENCH_PY) -m pip install --no-deps face_recognition
+	touch $@

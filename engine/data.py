@@ -6,6 +6,11 @@ a hash of the alignment version, detector policy and file list, so it is rebuilt
 any of them changes and re-used otherwise.
 
     python -m engine.data cache [--sets celeba_aligned celeba_wild att_train lfw] [--workers 2]
+
+Teacher targets (training/teacher.py, run with `make teacher`) are cached beside the crops,
+under `.cache/teacher/`, one file per crop cache file, named after a hash of that file's
+bytes: a rebuilt crop cache gets new targets. Reading them needs only numpy (this module
+never imports the teacher or dlib); `load_teacher_targets` matches them row by row.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from .detect import FaceDetector, nearest_centre
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TWIN_DATA", ROOT.parent / "shared" / "data"))
 CACHE_DIR = Path(os.environ.get("TWIN_CACHE", ROOT / ".cache" / "crops"))
+TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teacher"))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 #: Typical landmark positions in a 250 x 250 LFW frame, used only when no face is detected
 #: in an evaluation photo (the pair must still be scored; the miss is counted and reported).
@@ -166,6 +172,91 @@ def _align_chunk(folder: FolderSet, paths: list[Path], progress: bool):
         elif folder.fallback is not None:
             crops[i] = align(padded, folder.fallback * (np.array(padded.size) / 250.0))
     return crops, found
+
+
+# -- teacher targets (written by training/teacher.py, read by training) -----------------------
+
+def file_digest(path: Path, memo: Path | None = None) -> str:
+    """sha256 of a file's bytes (first 16 hex digits); memoised by (name, size, mtime)."""
+    path = Path(path)
+    stat = path.stat()
+    key = f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = memo or TEACHER_DIR / "digests.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key in known:
+        return known[key]
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    known[key] = digest.hexdigest()[:16]
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=0))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return known[key]
+
+
+def crop_cache_file(folder: FolderSet) -> Path:
+    """The crop cache file of a set (it may not exist yet)."""
+    return cache_path(folder, folder.files())
+
+
+def teacher_targets_path(crop_file: Path) -> Path:
+    """Where the teacher targets of one crop cache file live: named after the file's bytes."""
+    crop_file = Path(crop_file)
+    set_name = crop_file.name.rsplit("-", 1)[0]
+    return TEACHER_DIR / f"{set_name}-{file_digest(crop_file)}.npz"
+
+
+def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """np.savez to a temporary name, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+class TeacherTargetsMissing(FileNotFoundError):
+    """Distillation was asked for but the teacher targets of a training set are not cached."""
+
+
+def load_teacher_targets(folder: FolderSet, crops: CropSet | None = None, kind: str = "embedding") -> np.ndarray:
+    """The teacher's L2-normalised embeddings of a set's cached crops, row for row (N x 128).
+
+    crops: the set's CropSet, to check the rows against (default: the crop cache's own list).
+
+    kind: "embedding" (mirror-averaged: the mean of the photo's and its mirror image's
+    embeddings, renormalised) or "plain" (the photo alone).
+    """
+    crop_file = crop_cache_file(folder)
+    if not crop_file.is_file():
+        raise TeacherTargetsMissing(f"no crop cache for {folder.name} at {crop_file}: run `make cache` first")
+    path = teacher_targets_path(crop_file)
+    if not path.is_file():
+        raise TeacherTargetsMissing(
+            f"distillation needs the teacher's targets for {folder.name}, expected at {path} (for the crop cache "
+            f"{crop_file.name}); build them with `make teacher` (dlib in .venv-bench, see requirements-bench.txt), "
+            f"or train without distillation (distill_weight = relational_weight = 0)")
+    with np.load(path, allow_pickle=False) as z:
+        if kind not in z.files:
+            raise KeyError(f"{path} has no {kind!r} targets (has {z.files})")
+        targets, paths = z[kind].astype(np.float32), [str(p) for p in z["paths"]]
+    if crops is None:
+        with np.load(crop_file, allow_pickle=False) as z:
+            expected = [str(p) for p in z["paths"]]
+    else:
+        expected = list(crops.paths)
+    if paths != expected:
+        raise ValueError(f"{path} does not match the crops of {folder.name} row for row; rebuild with `make teacher`")
+    return targets
 
 
 # -- training-time helpers ---------------------------------------------------------------------

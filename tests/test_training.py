@@ -9,7 +9,7 @@ import torch
 
 from engine.data import Augment, CropSet, PKSampler, known_sets, load_crops, split_by_identity
 from engine.model import ModelConfig
-from engine.train import PRESETS, TrainConfig, embed_all, mined_pairs, random_pairs, train
+from engine.train import NO_AUGMENT, PRESETS, TrainConfig, embed_all, mined_pairs, random_pairs, train
 
 
 def test_pk_sampler_yields_p_people_with_k_photos_each():
@@ -106,3 +106,127 @@ def test_seed_preset_is_the_notebook_recipe():
     assert (seed.model.input_size, seed.model.in_channels, seed.model.embedding_size) == (100, 1, 5)
     assert (seed.margin, seed.optimizer, seed.lr, seed.pairs) == (2.0, "adam", 5e-4, "random")
     assert seed.sets == ("att_train",)
+
+
+# -- distillation from the teacher's targets ------------------------------------------------------
+
+def test_direct_distillation_loss_by_hand():
+    from engine.loss import direct_distillation_loss
+    s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    # 0 for the first row, |(-1, 1)|^2 = 2 for the second: mean 1
+    assert direct_distillation_loss(s, t).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        direct_distillation_loss(s, torch.zeros(2, 3))
+
+
+def test_relational_distillation_matches_the_shape_of_the_distance_matrix():
+    from engine.loss import relational_distillation_loss
+    t = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    assert relational_distillation_loss(t, t).item() == pytest.approx(0.0, abs=1e-8)
+    # Any scale and any size: only the proportions of the distances count.
+    padded = torch.cat([3 * t, torch.zeros(3, 5)], dim=1)
+    assert relational_distillation_loss(padded, t).item() == pytest.approx(0.0, abs=1e-8)
+    # Distances (1, 2, sqrt 5) vs (1, 1, sqrt 2), each over its mean, squared differences averaged.
+    s = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    ds = np.array([1, 2, np.sqrt(5)]) / np.mean([1, 2, np.sqrt(5)])
+    dt = np.array([1, 1, np.sqrt(2)]) / np.mean([1, 1, np.sqrt(2)])
+    assert relational_distillation_loss(s, t).item() == pytest.approx(float(np.mean((dt - ds) ** 2)), rel=1e-5)
+
+
+def fake_teacher_file(folder, crops, seed=0):
+    """A tiny fake target file for a set's real crop cache, where training looks for it:
+    one random direction per person, each photo a little off it, L2-normalised."""
+    from engine.data import crop_cache_file, save_npz_atomic, teacher_targets_path
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(len(crops.names), 128))
+    t = directions[crops.labels] + 0.3 * rng.normal(size=(len(crops), 128))
+    t = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
+    path = teacher_targets_path(crop_cache_file(folder))
+    save_npz_atomic(path, paths=np.array(crops.paths), embedding=t, plain=t, found=crops.found)
+    return t
+
+
+@pytest.fixture
+def teacher_dir(tmp_path, monkeypatch):
+    import engine.data
+    monkeypatch.setattr(engine.data, "TEACHER_DIR", tmp_path / "teacher")
+    return tmp_path / "teacher"
+
+
+def distill_config(**changes):
+    base = TrainConfig(name="distill-test", model=ModelConfig(channels=(8, 16, 32, 32), embedding_size=32, input_size=32),
+                       sets=("att_train",), val_fraction=0.0, p=6, k=3, lr=3e-3, warmup_steps=5, steps=40,
+                       minutes=0, eval_every=0, threads=1, seed=0, distill_weight=1.0, relational_weight=1.0,
+                       augment=NO_AUGMENT)  # the fake targets are per photo: a few steps show the fall clearly
+    return replace(base, **changes)
+
+
+def test_distillation_loss_falls_with_targets_read_from_the_cache(data_dir, teacher_dir, tmp_path):
+    """Real crops, a tiny fake target file: both distillation terms fall in a few steps, through
+    a projection (the student's 32-d embedding vs the teacher's 128), with single-photo people
+    in every batch (distillation only) beside the P x K part."""
+    from engine.train import load_targets
+    folder = known_sets(data_dir)["att_train"]
+    full = load_crops(folder, progress=False)
+    fake_teacher_file(folder, full)
+    config = distill_config(singles_per_batch=4)
+    targets_full = load_targets(config)
+    assert targets_full.shape == (len(full), 128)
+    # Ten people with all their photos, four more with a single photo each.
+    keep = np.flatnonzero(full.labels < 10)
+    singles = np.array([np.flatnonzero(full.labels == p)[0] for p in range(10, 14)])
+    rows = np.concatenate([keep, singles])
+    data = CropSet(full.crops[rows], full.labels[rows], full.names, [full.paths[i] for i in rows], full.found[rows])
+    summary = train(config, out=tmp_path / "m.pt", run_dir=tmp_path, progress=False, data=data,
+                    targets=targets_full[rows])
+    first, last = summary["terms_first10"], summary["terms_last10"]
+    assert set(first) == {"contrastive", "distill", "relational"}
+    assert last["distill"] < 0.7 * first["distill"], (first, last)
+    assert last["relational"] < 0.6 * first["relational"], (first, last)
+    assert summary["images_seen"] == 40 * (6 * 3 + 4)
+    # The projection is training-only: the checkpoint holds the student alone.
+    from engine.model import load_checkpoint
+    model, meta = load_checkpoint(tmp_path / "m.pt", device="cpu")
+    assert all(k.startswith("backbone.") for k in model.state_dict())
+    assert meta["train"]["config"]["distill_weight"] == 1.0
+
+
+def test_same_size_student_is_pulled_toward_the_teacher_directly(att_people, teacher_dir, tmp_path):
+    from engine.train import make_projection
+    config = distill_config(model=ModelConfig(channels=(8, 16, 32, 32), embedding_size=128, input_size=32),
+                            relational_weight=0.0, steps=25)
+    assert make_projection(config, 128) is None
+    assert make_projection(distill_config(), 128) is not None
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(8, 128))[att_people.labels] + 0.3 * rng.normal(size=(len(att_people), 128))
+    t = (t / np.linalg.norm(t, axis=1, keepdims=True)).astype(np.float32)
+    summary = train(config, run_dir=tmp_path, out=tmp_path / "m.pt", progress=False, data=att_people, targets=t)
+    assert set(summary["terms_first10"]) == {"contrastive", "distill"}
+    assert summary["terms_last10"]["distill"] < 0.8 * summary["terms_first10"]["distill"]
+
+
+def test_distillation_without_targets_fails_clearly_and_plain_training_needs_none(att_people, teacher_dir, tmp_path):
+    from engine.data import TeacherTargetsMissing
+    with pytest.raises(TeacherTargetsMissing, match="make teacher"):
+        train(distill_config(), run_dir=tmp_path / "r", progress=False, data=att_people)
+    assert not (tmp_path / "r").exists(), "nothing is written before the targets are found"
+    with pytest.raises(ValueError, match="singles_per_batch"):
+        train(distill_config(distill_weight=0.0, relational_weight=0.0, singles_per_batch=4), run_dir=tmp_path / "r",
+              progress=False, data=att_people)
+    summary = train(distill_config(distill_weight=0.0, relational_weight=0.0, steps=3), run_dir=tmp_path / "s",
+                    out=tmp_path / "s.pt", progress=False, data=att_people)
+    assert summary["steps"] == 3 and set(summary["terms_first10"]) == {"contrastive"}
+
+
+def test_cli_reports_missing_targets_in_one_line(teacher_dir, capsys, monkeypatch):
+    import engine.train as train_mod
+    from engine.data import TeacherTargetsMissing
+
+    def no_targets(config, **kwargs):
+        assert config.distill_weight == 2.0 and config.singles_per_batch == 16
+        raise TeacherTargetsMissing("distillation needs the teacher's targets ... `make teacher`")
+
+    monkeypatch.setattr(train_mod, "train", no_targets)
+    assert train_mod.main(["--distill-weight", "2", "--singles-per-batch", "16", "--steps", "1"]) == 2
+    assert "make teacher" in capsys.readouterr().err
