@@ -44,14 +44,23 @@ class ResultFiles:
         self.max_age = max_age
         self._lock = threading.Lock()
         self._thumbs: dict[str, Path] = {}
+        self._shows: dict[str, list[Path]] = {}         # entry id -> result pictures of it
         self._last_sweep = time.monotonic()
 
-    def picture(self, image: Image.Image | None) -> str | None:
-        """A request's result picture as a fresh file; None stays None."""
+    def picture(self, image: Image.Image | None, entry_id: Any = None) -> str | None:
+        """A request's result picture as a fresh file; None stays None.
+
+        entry_id: the gallery entry the picture shows (Enroll's crops): deleting that entry
+        deletes this file too.
+        """
         if image is None:
             return None
         self._sweep()
-        return str(_write_jpeg(image, self.results / f"{secrets.token_urlsafe(16)}.jpg"))
+        path = _write_jpeg(image, self.results / f"{secrets.token_urlsafe(16)}.jpg")
+        if entry_id is not None:
+            with self._lock:
+                self._shows.setdefault(str(entry_id), []).append(path)
+        return str(path)
 
     def thumbnail(self, entry_id: Any, load: Callable[[Any], Image.Image | None]) -> str | None:
         """The file of an entry's thumbnail, made once from `load(entry_id)` (None: no thumbnail)."""
@@ -77,17 +86,19 @@ class ResultFiles:
         removed = 0
         with self._lock:
             for entry_id in entry_ids:
-                path = self._thumbs.pop(str(entry_id), None)
-                if path is not None and path.exists():
-                    path.unlink(missing_ok=True)
-                    removed += 1
+                paths = self._shows.pop(str(entry_id), [])
+                thumb = self._thumbs.pop(str(entry_id), None)
+                for path in paths + ([thumb] if thumb is not None else []):
+                    if path.exists():
+                        path.unlink(missing_ok=True)
+                        removed += 1
         return removed
 
     def retain(self, entry_ids: Iterable[Any]) -> int:
         """Forget every thumbnail but those of `entry_ids` (entries deleted by another program)."""
         keep = {str(e) for e in entry_ids}
         with self._lock:
-            gone = [key for key in self._thumbs if key not in keep]
+            gone = [key for key in {*self._thumbs, *self._shows} if key not in keep]
         return self.forget(gone)
 
     def forget_all_thumbnails(self) -> None:
@@ -109,6 +120,8 @@ class ResultFiles:
                     path.unlink(missing_ok=True)
             except OSError:
                 pass
+        with self._lock:
+            self._shows = {k: live for k, v in self._shows.items() if (live := [p for p in v if p.exists()])}
 
 
 def _write_jpeg(image: Image.Image, path: Path) -> Path:

@@ -123,3 +123,44 @@ def test_names_are_shown_literally_never_run(page, server):
     assert table.locator("script").count() == 0      # ...and no script element was made of it
     _screenshot(page, "gallery-escaped-name.png")
     assert page.dialogs == []
+
+
+def test_a_name_with_a_web_address_is_not_a_link(page, server):
+    from gradio_client import Client, handle_file
+
+    name = "Click https://evil.example/login"
+    Client(server.url, verbose=False).predict(name, [handle_file(str(lfw("Gerhard_Schroeder", 1)))],
+                                               api_name="/enroll")
+    page.reload(wait_until="networkidle")
+    page.get_by_role("tab", name="Gallery").click()
+    table = page.locator("#people-table")
+    table.get_by_text(name).wait_for()
+    assert table.locator("a").count() == 0
+    _screenshot(page, "gallery.png")
+
+
+def test_enrolling_clears_the_form_so_the_next_person_starts_empty(page):
+    page.get_by_role("tab", name="Enroll").click()
+    page.locator("#enroll-name textarea, #enroll-name input").first.fill("Serena Browser")
+    page.locator("#enroll-photos input[type=file]").set_input_files(str(lfw("Serena_Williams", 3)))
+    page.get_by_text("Serena_Williams_0003.jpg").first.wait_for()
+    page.locator("#enroll-button").click()
+    page.locator("#enroll-result").get_by_text("Enrolled 1 photo").wait_for()
+    name_box = page.locator("#enroll-name textarea, #enroll-name input").first
+    page.wait_for_function("el => el.value === ''", arg=name_box.element_handle())
+    assert page.locator("#enroll-photos").get_by_text("Serena_Williams_0003.jpg").count() == 0
+    _screenshot(page, "enroll.png")
+
+
+def test_the_about_page_reads_as_a_page_and_every_image_loads(page):
+    page.get_by_role("tab", name="About").click()
+    about = page.locator("#about-page")
+    about.get_by_text("What this model is").wait_for()
+    text = about.inner_text()
+    assert "input_size" not in text and "in_channels" not in text
+    images = about.locator("img")
+    images.first.wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('#about-page img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    assert images.count() >= 2
+    _screenshot(page, "about.png")

@@ -21,7 +21,7 @@ def build(ctx: TabContext) -> None:
         if r.failed:
             raise UserError(r.failure_message())
         text = render.enroll_markdown(r.name, len(r.entries), r.refused, r.warnings)
-        shots = [(ctx.picture(render.crop_image(crop)), f"{r.name} · entry {entry} · {label}")
+        shots = [(ctx.files.picture(render.crop_image(crop), entry_id=entry), f"{r.name} · entry {entry} · {label}")
                  for entry, crop, label in r.entries]
         return text, shots, render.enroll_payload(r)
 
