@@ -8,6 +8,7 @@ the teacher or dlib.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -98,6 +99,14 @@ def test_shards_resume_are_shared_and_assemble_row_for_row(att_train, teacher_di
     done, total = job.progress()
     assert 0 < done < total
     calls = encoder.calls
+    # While a live process holds the lock of shards 1/2, a second one leaves them alone; a
+    # lock whose process is gone is taken over.
+    lock = job.parts / "lock-1-2"
+    lock.write_text(str(os.getpid()))
+    assert job.run(encoder, shard=(1, 2), log=lambda m: None) is False and encoder.calls == calls
+    lock.write_text("999999999")
+    assert job.lock((1, 2)) == lock and lock.read_text() == str(os.getpid())
+    lock.unlink()
     # Resuming process 0 embeds nothing again.
     assert job.run(encoder, shard=(0, 2), log=lambda m: None) is False and encoder.calls == calls
     # A time limit already past stops before embedding anything.

@@ -193,6 +193,46 @@ class SetJob:
         if self.done():
             log(f"{self.name}: done ({self.final})")
             return True
+        lock = self.lock(shard)
+        if lock is None:
+            log(f"{self.name}: shard set {shard[0]}/{shard[1]} is being embedded by another process; skipped")
+            return False
+        try:
+            return self._run(encoder, shard, log, stop_after)
+        finally:
+            lock.unlink(missing_ok=True)
+            if self.final.is_file() and not self.missing_any():
+                try:
+                    self.parts.rmdir()
+                except OSError:
+                    pass
+
+    def missing_any(self) -> bool:
+        """Whether any shard file or lock is still in the parts folder."""
+        return self.parts.is_dir() and any(self.parts.iterdir())
+
+    def lock(self, shard: tuple[int, int]) -> Path | None:
+        """Take the lock of this shard set (i/n), or None when a live process holds it."""
+        self.parts.mkdir(parents=True, exist_ok=True)
+        path = self.parts / f"lock-{shard[0]}-{shard[1]}"
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    os.kill(int(path.read_text() or 0), 0)
+                    return None  # alive
+                except (ProcessLookupError, ValueError):
+                    path.unlink(missing_ok=True)  # stale: its process is gone
+                    continue
+                except PermissionError:
+                    return None
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return path
+        return None
+
+    def _run(self, encoder: Encoder, shard: tuple[int, int], log, stop_after: float | None) -> bool:
         todo = [k for k in self.missing() if k % shard[1] == shard[0]]
         total = sum(len(self.shards[k]) for k in todo)
         log(f"{self.name}: {len(self.crops)} crops, {len(self.shards)} shards, {len(todo)} to embed here "
@@ -241,7 +281,7 @@ class SetJob:
         for k in range(len(self.shards)):
             self.part(k).unlink(missing_ok=True)
         try:
-            self.parts.rmdir()
+            self.parts.rmdir()  # stays while another process holds a lock in it
         except OSError:
             pass
         log(f"{self.name}: assembled {self.final} ({n} photos, {seconds.sum() / 60:.1f} CPU-min, "
@@ -364,7 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(time.strftime("%H:%M:%S"), message, flush=True)
 
     if args.status or args.report:
-        jobs = [job_for(name, args.shard_size, build=False) for name in args.sets]
+        jobs = []
+        for name in args.sets:
+            try:
+                jobs.append(job_for(name, args.shard_size, build=False))
+            except FileNotFoundError as error:
+                log(f"{name}: {error}")
         for job in jobs:
             done, total = job.progress()
             log(f"{job.name}: {done} of {total} photos embedded{' (assembled)' if job.done() else ''}")
