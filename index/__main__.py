@@ -7,12 +7,15 @@
     python -m index rename OLD NEW [--merge]
     python -m index reembed [--drop-missing]                 after a model upgrade
     python -m index export FILE [--no-thumbnails]            the whole gallery as one file
-    python -m index import FILE [--replace]
+    python -m index import FILE [--replace] [--max-entries N]
 
 Options before the command: --gallery DIR (default $TWIN_GALLERY or data/gallery),
 --weights PATH (default engine/weights/twin.pt), --json (machine-readable output).
-Exit status: 0 done; 2 refused (no face, unknown name, bad file, ...: one "error:" line on
-stderr) or bad usage (as `python -m engine`).
+Exit status: 0 done; 2 refused (no face, unknown name, bad file, a busy gallery, ...: one
+"error:" line on stderr) or bad usage (as `python -m engine`).
+
+An import trusts nothing in the file (see index/exports.py): every entry is checked as enroll
+checks it and every thumbnail decoded and re-encoded; one bad entry refuses the whole file.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import GalleryError
+from .exports import MAX_IMPORT_ENTRIES
 from .gallery import DB_NAME, Gallery
 from .reembed import load_engine, open_for, reembed
 
@@ -73,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("import", help="add the entries of an exported gallery")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="replace the current entries instead")
+    p.add_argument("--max-entries", type=int, default=MAX_IMPORT_ENTRIES,
+                   help="refuse an export with more entries than this (default: %(default)s)")
     return parser
 
 
@@ -225,8 +231,8 @@ class Cli:
 
     def import_(self) -> int:
         with self.gallery(with_engine=False) as g:
-            count = g.import_from(self.args.file, replace=self.args.replace)
-            model = g.entries()[-1].model_id if count else None
+            count = g.import_from(self.args.file, replace=self.args.replace, max_entries=self.args.max_entries)
+            model = g.stored_model_id if count else None
         self.emit({"imported": count, "model_id": model},
                   f"Imported {count} entries from {self.args.file}" + (f" (model {model})." if model else "."))
         return 0

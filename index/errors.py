@@ -28,3 +28,15 @@ class NotFound(GalleryError, LookupError):
 
 class GalleryCorrupt(GalleryError):
     """The SQLite database (the source of truth) cannot be read."""
+
+
+BUSY_MESSAGE = "The gallery is busy (another program is changing it); try again in a moment."
+
+
+class GalleryBusy(GalleryError):
+    """A change could not start: another program (or thread) has held the gallery's write lock
+    for longer than the gallery's busy_timeout. Nothing was changed; the same call may be
+    retried. Searches never raise it: they do not wait for writers."""
+
+    def __init__(self, message: str = BUSY_MESSAGE):
+        super().__init__(message)

@@ -6,8 +6,16 @@
     g.identify(face.embedding)      -> Match | None (None when nothing is within the threshold)
 
 Knows nothing of images beyond storing a thumbnail: embeddings come from the caller.
-Thread-safe (one lock per Gallery); several Gallery objects or processes may share a
-directory: each notices the others' commits (SQLite data_version) before it answers.
+Thread-safe; several Gallery objects or processes may share a directory: each notices the
+others' commits (SQLite data_version) before it answers.
+
+Waiting: reads (search, identify, people, entries, owner, thumbnail) never wait for a writer,
+in this process or another: SQLite runs in WAL mode, searches use the in-memory FAISS index,
+and a search that would also save the index file skips the save when another process holds
+that file. Changes (enroll, remove, rename, import, reembed, vacuum) go one at a time through
+a second connection; one that cannot start within `busy_timeout` seconds, because another
+program (say `python -m index import`) or thread is changing the gallery, raises GalleryBusy
+and changes nothing. Waiting for that lock does not hold up searches.
 """
 from __future__ import annotations
 
@@ -17,7 +25,6 @@ import os
 import sqlite3
 import threading
 import time
-import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,8 +39,10 @@ except ImportError:  # not POSIX: the index file is then guarded by the process 
 import numpy as np
 
 from . import thumbnails as thumbs
-from .errors import GalleryError, InvalidInput, ModelMismatch, NotFound
-from .store import Store, new_epoch, vector_bytes
+from .checks import MAX_NAME_LENGTH, clean_name, clean_vector  # noqa: F401 - part of this module's API
+from .errors import GalleryBusy, GalleryError, InvalidInput, ModelMismatch, NotFound
+from .exports import MAX_IMPORT_ENTRIES, Export
+from .store import BUSY_TIMEOUT_S, Store, is_busy, new_epoch, vector_bytes, vectors_from
 from .vectors import IndexFileError, VectorIndex, choose_kind, remove_stale_temporaries
 
 log = logging.getLogger(__name__)
@@ -41,10 +50,12 @@ log = logging.getLogger(__name__)
 DB_NAME = "gallery.db"
 INDEX_NAME = "vectors.index"
 DEFAULT_EMBEDDING_SIZE = 128
-MAX_NAME_LENGTH = 100
 MAX_K = 1000
 DEFAULT_EXACT_LIMIT = 50_000    # exact search below (about 1 ms a query), IVF above
-_BANNED_CATEGORIES = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, surrogates, unassigned, line breaks
+DEFAULT_BUSY_TIMEOUT_S = BUSY_TIMEOUT_S   # a change waits this long for another writer, then GalleryBusy
+DEFAULT_RETRY_WINDOW_S = 600.0  # enroll: the same photo under the same name within this time is a retry
+SAME_PHOTO_DISTANCE = 1e-3      # ... "the same photo": embeddings closer than this
+_MAX_ENTRY_ID = 2 ** 63 - 1
 
 
 @dataclass(frozen=True)
@@ -73,43 +84,21 @@ class Entry:
     has_thumbnail: bool
 
 
-def clean_name(name: object) -> str:
-    """The stored form of a name: NFC text without surrounding space. Raises InvalidInput."""
-    if not isinstance(name, str):
-        raise InvalidInput(f"A name must be text, not {type(name).__name__}.")
-    name = unicodedata.normalize("NFC", name).strip()
-    if not name:
-        raise InvalidInput("The name is empty.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"The name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}.")
-    if any(unicodedata.category(c) in _BANNED_CATEGORIES for c in name):
-        raise InvalidInput("The name contains control characters, line breaks or invalid characters.")
-    return name
-
-
-def clean_vector(embedding: object, dim: int) -> np.ndarray:
-    """A float32 unit vector of length dim. Raises InvalidInput for anything else."""
-    try:
-        vector = np.asarray(embedding, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput("An embedding must be a vector of numbers.") from exc
-    if vector.ndim == 2 and vector.shape[0] == 1:
-        vector = vector[0]
-    if vector.ndim != 1:
-        raise InvalidInput(f"An embedding must be one vector, not an array of shape {vector.shape}.")
-    if vector.size != dim:
-        raise InvalidInput(f"An embedding must have {dim} numbers (the size this gallery's model makes), "
-                           f"not {vector.size}.")
-    if not np.isfinite(vector).all():
-        raise InvalidInput("The embedding contains NaN or infinite values.")
-    norm = float(np.linalg.norm(vector))
-    if norm < 1e-6:
-        raise InvalidInput("The embedding is a zero vector: it has no direction to compare.")
-    return (vector / norm).astype(np.float32)
-
-
 def _when(seconds: float) -> datetime:
     return datetime.fromtimestamp(float(seconds), tz=timezone.utc)
+
+
+def _entry_id(value: object) -> int | None:
+    """An entry id as SQLite can hold it, or None for anything that cannot be one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if number != value and not isinstance(value, str):
+        return None
+    return number if 0 < number <= _MAX_ENTRY_ID else None
 
 
 class Gallery:
@@ -127,12 +116,23 @@ class Gallery:
                     after every removal); SQLite is durable at every call regardless.
     background:     rebuild the index in a background thread when it changes kind or outgrows
                     its training (searches keep using the old one meanwhile).
+    busy_timeout:   seconds a change waits for another writer (process or thread) before it
+                    raises GalleryBusy. Reads never wait for writers.
+    retry_window:   seconds within which enrolling the same photo (distance < 1e-3) under the
+                    same name again returns the first entry instead of adding a duplicate
+                    (a client that retried after a lost reply); 0 turns this off.
     """
 
     def __init__(self, directory: str | Path, model_id: str | None = None, *, threshold: float | None = None,
                  embedding_size: int | None = None, thumbnails: bool = True,
                  exact_limit: int = DEFAULT_EXACT_LIMIT, nprobe: int | None = None,
-                 save_every: int = 1000, background: bool = True):
+                 save_every: int = 1000, background: bool = True,
+                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S, retry_window: float = DEFAULT_RETRY_WINDOW_S):
+        busy_timeout, retry_window = float(busy_timeout), float(retry_window)
+        if not (math.isfinite(busy_timeout) and busy_timeout >= 0):
+            raise InvalidInput(f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}.")
+        if not (math.isfinite(retry_window) and retry_window >= 0):
+            raise InvalidInput(f"retry_window must be a number of seconds >= 0, not {retry_window!r}.")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)   # faces are personal data:
         self.db_path = self.directory / DB_NAME                          # owner-only, files too
@@ -145,32 +145,45 @@ class Gallery:
         self.nprobe = nprobe
         self.save_every = max(1, int(save_every))
         self.background = background
-        self._lock = threading.RLock()
-        self._store = Store(self.db_path)
+        self.busy_timeout = busy_timeout
+        self.retry_window = retry_window
+        self._lock = threading.RLock()          # the read connection and the in-memory index
+        self._write_lock = threading.Lock()     # the write connection: one change at a time
+        self._store = Store(self.db_path, timeout=busy_timeout)    # reads
+        try:
+            self._writer = Store(self.db_path, timeout=busy_timeout)   # changes
+        except BaseException:
+            self._store.close()
+            raise
         self._index: VectorIndex | None = None
         self._index_epoch: str | None = None
+        self._index_removals: str | None = None    # meta 'removals' as the index reflects it
         self._n = self._sum = self._max_id = 0     # what the in-memory index holds
         self._dirty = 0                            # changes since the index file was saved
+        self._checkpoint_due = False               # a deletion's log not yet truncated
         self._rebuilder: threading.Thread | None = None
         self._closed = False
         remove_stale_temporaries(self.index_path)
         meta = self._store.meta()
         if self._adoption(meta, model_id, embedding_size):
-            with self._store.transaction():  # an empty gallery takes this caller's model and size
-                meta = self._store.meta()
-                updates = self._adoption(meta, model_id, embedding_size)
-                if updates:
-                    self._store.set_meta(**updates, epoch=new_epoch())
+            try:
+                with self._writer.transaction():  # an empty gallery takes this caller's model and size
+                    updates = self._adoption(self._writer.meta(), model_id, embedding_size, self._writer)
+                    if updates:
+                        self._writer.set_meta(**updates, epoch=new_epoch())
+            except GalleryBusy:
+                log.warning("%s is busy; it will take this model at its first enrollment.", self.directory)
             meta = self._store.meta()
         self.model_id = model_id if model_id is not None else meta.get("model_id")
         self.embedding_size = int(embedding_size or meta.get("dim") or DEFAULT_EMBEDDING_SIZE)
         self._meta = meta
         self._seen_version = self._store.data_version()
 
-    def _adoption(self, meta: dict, model_id: str | None, embedding_size: int | None) -> dict:
+    def _adoption(self, meta: dict, model_id: str | None, embedding_size: int | None,
+                  store: Store | None = None) -> dict:
         """What an empty gallery should take from its new user: model id and embedding size."""
         updates: dict = {}
-        if self._store.count():
+        if (store or self._store).count():
             return updates
         if model_id is not None and meta.get("model_id") != model_id:
             updates["model_id"] = model_id
@@ -182,21 +195,25 @@ class Gallery:
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
-        """Wait for a background rebuild, save the index if it changed, close SQLite."""
+        """Wait for a background rebuild and for a change in progress, save the index if it
+        changed, close SQLite."""
         rebuilder = self._rebuilder
         if rebuilder is not None:
             rebuilder.join()
-        with self._lock:
+        with self._write_lock, self._lock:
             if self._closed:
                 return
             try:
+                if self._checkpoint_due:
+                    self._checkpoint()
                 if self._index is not None:
                     self._pull()
                     if self._dirty:
-                        self._save()
+                        self._save(wait=True)
             finally:
                 self._closed = True
                 self._store.close()
+                self._writer.close()
 
     def __enter__(self) -> "Gallery":
         return self
@@ -208,87 +225,84 @@ class Gallery:
         return f"Gallery({str(self.directory)!r}, model_id={self.model_id!r})"
 
     # -- writing ----------------------------------------------------------------------------
-    def enroll(self, name: str, embedding: np.ndarray, thumbnail: np.ndarray | bytes | None = None) -> int:
+    def enroll(self, name: str, embedding: np.ndarray, thumbnail: np.ndarray | bytes | None = None, *,
+               retry_window: float | None = None) -> int:
         """Store one face of `name`; returns its entry id. Durable when it returns.
 
-        Raises InvalidInput (a ValueError) for a bad name, embedding or thumbnail, and
-        ModelMismatch when the gallery holds another model's embeddings; nothing is stored then.
+        A retry is not a duplicate: when `name` already has an entry of this very face (the
+        same photo: distance < SAME_PHOTO_DISTANCE) enrolled less than `retry_window` seconds
+        ago (default: the gallery's, 10 minutes), that entry's id is returned and nothing is
+        added. So a client that lost the reply to a committed enrollment can simply send it again.
+
+        Raises InvalidInput (a ValueError) for a bad name, embedding or thumbnail, ModelMismatch
+        when the gallery holds another model's embeddings, GalleryBusy when another program
+        has been changing the gallery for longer than busy_timeout; nothing is stored then.
         """
         name = clean_name(name)
         vector = clean_vector(embedding, self.embedding_size)
+        window = self.retry_window if retry_window is None else float(retry_window)
+        if not (math.isfinite(window) and window >= 0):
+            raise InvalidInput(f"retry_window must be a number of seconds >= 0, not {retry_window!r}.")
         png = thumbs.encode(thumbnail) if (thumbnail is not None and self.keep_thumbnails) else None
-        with self._lock:
-            self._open_check()
-            self._sync()
-            with self._store.transaction():
-                adopted = self._check_model(self._store.meta(), writing=True)
-                entry_id = self._store.insert(name, time.time(), self.model_id, vector_bytes(vector), png)
-            if adopted:  # the gallery was empty and took this model: start a fresh index
-                self._meta = self._store.meta()
-                self._drop_index()
-            if self._index is not None:
-                try:
-                    self._add_to_index(np.array([entry_id]), vector[None])
-                except Exception:  # the entry is safe in SQLite; the index will be rebuilt
-                    log.exception("could not add entry %d to the index; it will be rebuilt", entry_id)
-                    self._index = None
-                else:
-                    self._after_change()
-            return entry_id
+        with self._write() as store:
+            adopted = self._check_model(store.meta(), writing=True, store=store)
+            now = time.time()
+            if window > 0 and not adopted:
+                earlier = self._same_photo(store, name, vector, now - window)
+                if earlier is not None:
+                    return earlier
+            entry_id = store.insert(name, now, self.model_id, vector_bytes(vector), png)
+        self._refresh(drop=adopted)
+        return entry_id
 
     def remove_entry(self, entry_id: int) -> None:
         """Delete one entry, its vector and its thumbnail, for good. NotFound if there is none."""
-        with self._lock:
-            self._open_check()
-            self._sync()
-            with self._store.transaction():
-                if not self._store.delete([int(entry_id)]):
-                    raise NotFound(f"There is no entry {entry_id}.")
-            self._removed([int(entry_id)])
+        number = _entry_id(entry_id)
+        if number is None:
+            raise NotFound(f"There is no entry {entry_id!r}.")
+        with self._write(erase=True) as store:
+            if not store.delete([number]):
+                raise NotFound(f"There is no entry {entry_id}.")
+        self._refresh(removed=[number])
 
     def remove_person(self, name: str) -> int:
         """Delete every entry of `name` (vectors and thumbnails, for good); returns how many."""
         name = clean_name(name)
-        with self._lock:
-            self._open_check()
-            self._sync()
-            with self._store.transaction():
-                ids = self._store.person_ids(name)
-                if not ids:
-                    raise NotFound(self._no_such_person(name))
-                self._store.delete(ids)
-            self._removed(ids)
-            return len(ids)
+        with self._write(erase=True) as store:
+            ids = store.person_ids(name)
+            if not ids:
+                raise NotFound(self._no_such_person(name, store))
+            store.delete(ids)
+        self._refresh(removed=ids)
+        return len(ids)
 
     def rename_person(self, old: str, new: str, *, merge: bool = False) -> int:
         """Rename a person (all their entries); returns how many entries. Renaming onto a name
         already enrolled merges the two only with merge=True."""
         old, new = clean_name(old), clean_name(new)
-        with self._lock:
-            self._open_check()
-            with self._store.transaction():
-                if not self._store.has_person(old):
-                    raise NotFound(self._no_such_person(old))
-                if old != new and self._store.has_person(new) and not merge:
-                    raise InvalidInput(f"{new!r} is already enrolled; pass merge=True to merge the two.")
-                return self._store.rename(old, new)
+        with self._write() as store:
+            if not store.has_person(old):
+                raise NotFound(self._no_such_person(old, store))
+            if old != new and store.has_person(new) and not merge:
+                raise InvalidInput(f"{new!r} is already enrolled; pass merge=True to merge the two.")
+            count = store.rename(old, new)
+        self._refresh()
+        return count
 
     def vacuum(self) -> None:
         """Rebuild the SQLite file from scratch (VACUUM). Removal already zeroes deleted data and
         returns freed pages to the file system; this also compacts what remains."""
-        with self._lock:
-            self._open_check()
-            self._store.vacuum()
+        with self._write(transaction=False, erase=True) as store:
+            store.vacuum()
 
     # -- reading ----------------------------------------------------------------------------
     def search(self, embedding: np.ndarray, k: int = 5, *, per_person: bool = False) -> list[Match]:
         """The k nearest entries, nearest first (per_person: the nearest entry of each of the
-        k nearest people). Approximate above exact_limit entries."""
+        k nearest people). Approximate above exact_limit entries. Never waits for a writer."""
         vector = clean_vector(embedding, self.embedding_size)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be a whole number from 1 to {MAX_K}, not {k!r}.")
-        with self._lock:
-            self._open_check()
+        with self._reading():
             self._sync()
             self._check_model(self._meta, writing=False)
             index = self._ensure_index()
@@ -320,34 +334,46 @@ class Gallery:
 
     def people(self) -> list[Person]:
         """Everyone enrolled: name, number of entries, first and last enrollment (UTC)."""
-        with self._lock:
-            self._open_check()
+        with self._reading():
             rows = self._store.people()
         return sorted((Person(n, c, _when(a), _when(b)) for n, c, a, b in rows),
                       key=lambda p: (p.name.casefold(), p.name))
 
     def entries(self, name: str | None = None) -> list[Entry]:
-        """Every entry (or those of one person), oldest first."""
-        with self._lock:
-            self._open_check()
-            rows = self._store.entries(None if name is None else clean_name(name))
+        """Every entry (or those of one person: one indexed query), oldest first."""
+        name = None if name is None else clean_name(name)
+        with self._reading():
+            rows = self._store.entries(name)
         return [Entry(i, n, _when(t), m, bool(h)) for i, n, t, m, h in rows]
 
     def owner(self, entry_id: int) -> str | None:
-        """The name an entry is enrolled under, or None when there is no such entry."""
-        with self._lock:
-            self._open_check()
-            return self._store.names([int(entry_id)]).get(int(entry_id))
+        """The name an entry is enrolled under, or None when there is no such entry (one
+        primary-key lookup)."""
+        number = _entry_id(entry_id)
+        if number is None:
+            return None
+        with self._reading():
+            return self._store.owner(number)
 
     def thumbnail(self, entry_id: int) -> bytes | None:
-        """The stored PNG of an entry, or None (thumbnails off, or none given)."""
-        with self._lock:
-            self._open_check()
-            return self._store.thumbnail(entry_id)
+        """The stored PNG of an entry, or None: thumbnails off, none given, no such entry, or a
+        stored thumbnail that does not decode as a PNG within the size limits (logged as a
+        warning: one bad row must not break a page that shows many)."""
+        number = _entry_id(entry_id)
+        if number is None:
+            return None
+        with self._reading():
+            png = self._store.thumbnail(number)
+        if png is None:
+            return None
+        try:
+            return thumbs.check(png)
+        except InvalidInput as exc:
+            log.warning("The thumbnail of entry %d is unusable and is not shown: %s", number, exc)
+            return None
 
     def __len__(self) -> int:
-        with self._lock:
-            self._open_check()
+        with self._reading():
             return self._store.count()
 
     def __contains__(self, name: object) -> bool:
@@ -355,21 +381,26 @@ class Gallery:
             name = clean_name(name)
         except InvalidInput:
             return False
-        with self._lock:
-            self._open_check()
+        with self._reading():
             return self._store.has_person(name)
 
     @property
     def model_mismatch(self) -> str | None:
         """None when enroll/search work; else the message ModelMismatch would carry."""
-        with self._lock:
-            self._open_check()
+        with self._reading():
             self._sync()
             try:
                 self._check_model(self._meta, writing=False)
             except ModelMismatch as exc:
                 return str(exc)
             return None
+
+    @property
+    def stored_model_id(self) -> str | None:
+        """The model whose embeddings the gallery holds now (None: not recorded)."""
+        with self._reading():
+            self._pull()
+            return self._meta.get("model_id")
 
     @property
     def index_kind(self) -> str | None:
@@ -380,19 +411,17 @@ class Gallery:
     # -- index maintenance ------------------------------------------------------------------
     def rebuild(self) -> None:
         """Rebuild the FAISS index from SQLite now (and save it)."""
-        with self._lock:
-            self._open_check()
+        with self._reading():
             self._sync()
             self._build_from_store()
-            self._save()
+            self._save(wait=True)
 
     def save(self) -> None:
         """Save the FAISS index file now (it is a cache: SQLite alone is enough to recover)."""
-        with self._lock:
-            self._open_check()
+        with self._reading():
             if self._index is not None:
                 self._sync()
-                self._save()
+                self._save(wait=True)
 
     def wait(self) -> None:
         """Wait until a background rebuild (if any) has finished."""
@@ -409,63 +438,67 @@ class Gallery:
         embed: uint8 crops (N x H x W x 3) -> N embeddings (engine.embed_crops). Entries without
         a thumbnail cannot be re-embedded: refused, unless drop_missing deletes them. One
         transaction: either every entry moves to the new model, or none does. Other writers
-        wait meanwhile."""
+        get GalleryBusy meanwhile; searches go on with the old embeddings until it commits."""
         if not isinstance(model_id, str) or not model_id:
             raise InvalidInput("reembed needs the new model's id.")
         self.wait()
-        with self._lock:
-            self._open_check()
-            with self._store.transaction() as conn:
-                total = self._store.count()
-                missing = [r[0] for r in conn.execute(
-                    "SELECT id FROM entries WHERE id NOT IN (SELECT entry_id FROM thumbnails)")]
-                if missing and not drop_missing:
-                    raise GalleryError(f"{len(missing)} of {total} entries have no thumbnail and cannot be "
-                                       "re-embedded: re-enroll them, or drop them (drop_missing=True, "
-                                       "--drop-missing).")
-                done, new_dim = 0, None
-                cursor = conn.execute("SELECT t.entry_id, t.png FROM thumbnails t ORDER BY t.entry_id")
-                while rows := cursor.fetchmany(batch_size):
-                    groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-                    for entry_id, png in rows:
+        with self._write(erase=True) as store:
+            conn = store.conn
+            total = store.count()
+            missing = [r[0] for r in conn.execute(
+                "SELECT id FROM entries WHERE id NOT IN (SELECT entry_id FROM thumbnails)")]
+            if missing and not drop_missing:
+                raise GalleryError(f"{len(missing)} of {total} entries have no thumbnail and cannot be "
+                                   "re-embedded: re-enroll them, or drop them (drop_missing=True, "
+                                   "--drop-missing).")
+            done, new_dim = 0, None
+            cursor = conn.execute("SELECT t.entry_id, t.png FROM thumbnails t ORDER BY t.entry_id")
+            while rows := cursor.fetchmany(batch_size):
+                groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+                for entry_id, png in rows:
+                    try:
                         crop = thumbs.decode(png)
-                        groups.setdefault(crop.shape, []).append((entry_id, crop))
-                    for members in groups.values():
-                        vectors = np.asarray(embed(np.stack([c for _, c in members])))
-                        if vectors.ndim != 2 or len(vectors) != len(members):
-                            raise GalleryError("The embedding function returned the wrong shape.")
-                        new_dim = new_dim or vectors.shape[1]
-                        updates = [(vector_bytes(clean_vector(v, new_dim)), model_id, eid)
-                                   for (eid, _), v in zip(members, vectors)]
-                        conn.executemany("UPDATE entries SET embedding = ?, model_id = ? WHERE id = ?", updates)
-                        done += len(updates)
-                    if progress:
-                        progress(done, total - len(missing))
-                if missing:
-                    self._store.delete(missing)
-                self._store.set_meta(model_id=model_id, dim=new_dim or self.embedding_size, epoch=new_epoch())
-            self.model_id = model_id
-            self.embedding_size = int(new_dim or self.embedding_size)
-            self._meta = self._store.meta()
-            self._drop_index()
-            return done
+                    except InvalidInput as exc:
+                        raise GalleryError(f"The thumbnail of entry {entry_id} is unusable ({exc}): remove "
+                                           "that entry, then re-embed.") from exc
+                    groups.setdefault(crop.shape, []).append((entry_id, crop))
+                for members in groups.values():
+                    vectors = np.asarray(embed(np.stack([c for _, c in members])))
+                    if vectors.ndim != 2 or len(vectors) != len(members):
+                        raise GalleryError("The embedding function returned the wrong shape.")
+                    new_dim = new_dim or vectors.shape[1]
+                    updates = [(vector_bytes(clean_vector(v, new_dim)), model_id, eid)
+                               for (eid, _), v in zip(members, vectors)]
+                    conn.executemany("UPDATE entries SET embedding = ?, model_id = ? WHERE id = ?", updates)
+                    done += len(updates)
+                if progress:
+                    progress(done, total - len(missing))
+            if missing:
+                store.delete(missing)
+            store.set_meta(model_id=model_id, dim=new_dim or self.embedding_size, epoch=new_epoch())
+        self.model_id = model_id
+        self.embedding_size = int(new_dim or self.embedding_size)
+        self._refresh(drop=True)
+        return done
 
     # -- export and import ------------------------------------------------------------------
     def export(self, path: str | Path, *, thumbnails: bool = True) -> int:
         """Write the whole gallery to one file (an SQLite database); returns how many entries.
 
         The file holds names, times, embeddings and (unless thumbnails=False) thumbnails: it is
-        as private as the gallery itself."""
+        as private as the gallery itself. Read through its own connection: searches go on."""
+        self._open_check()
         path = Path(path)
         tmp = path.with_name(f".{path.name}.tmp")
-        with self._lock:
-            self._open_check()
-            tmp.unlink(missing_ok=True)
-            tmp.touch(mode=0o600)
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=0o600)
+        try:
+            source = Store(self.db_path, readonly=True, timeout=self.busy_timeout)
             try:
                 dest = sqlite3.connect(tmp, isolation_level=None)
                 try:
-                    self._store.conn.backup(dest)
+                    source.conn.backup(dest)
+                    dest.execute("PRAGMA journal_mode = DELETE")   # one self-contained file
                     dest.execute("PRAGMA secure_delete = ON")
                     if not thumbnails:
                         dest.execute("DELETE FROM thumbnails")
@@ -474,92 +507,181 @@ class Gallery:
                     count = dest.execute("SELECT count(*) FROM entries").fetchone()[0]
                 finally:
                     dest.close()
-                tmp.replace(path)
             finally:
-                tmp.unlink(missing_ok=True)
+                source.close()
+            tmp.replace(path)
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise GalleryBusy() from exc
+            raise
+        finally:
+            tmp.unlink(missing_ok=True)
         return int(count)
 
-    def import_from(self, path: str | Path, *, replace: bool = False) -> int:
-        """Add every entry of an exported gallery (replace=True: instead of the current ones).
+    def import_from(self, path: str | Path, *, replace: bool = False,
+                    max_entries: int = MAX_IMPORT_ENTRIES) -> int:
+        """Add every entry of an exported gallery (replace=True: instead of the current ones);
+        returns how many.
 
-        All or nothing: a file that is not a gallery export, or holds a bad name or embedding,
-        is refused with InvalidInput and nothing changes. A non-empty gallery refuses an export
-        of another model (ModelMismatch); an empty one takes the export's model."""
-        path = Path(path)
-        if not path.is_file():
-            raise InvalidInput(f"{path} is not a file.")
-        try:
-            source = Store(path, readonly=True)
-        except GalleryError as exc:
-            raise InvalidInput(f"{path} is not a Twin gallery export.") from exc
-        try:
-            try:
-                src_meta = source.meta()
-                src_model = src_meta.get("model_id")
-                src_dim = int(src_meta.get("dim") or DEFAULT_EMBEDDING_SIZE)
-                rows = source.conn.execute(
-                    "SELECT e.name, e.enrolled, e.embedding, t.png FROM entries e "
-                    "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
-            except Exception as exc:
-                raise InvalidInput(f"{path} is not a readable Twin gallery export ({exc}).") from exc
-            with self._lock:
-                self._open_check()
-                self._sync()
-                with self._store.transaction():
-                    meta = self._store.meta()
-                    empty = replace or self._store.count() == 0
-                    if not empty and (src_model != meta.get("model_id") or src_dim != self.embedding_size):
-                        raise ModelMismatch(
-                            f"The export holds embeddings of model {src_model!r}, this gallery those of "
-                            f"{meta.get('model_id')!r}: import it into an empty gallery, then run "
-                            "`python -m index reembed` there.", stored=meta.get("model_id"), wanted=src_model)
-                    if replace:
-                        self._store.delete(list(self._store.ids()))
-                    count = 0
-                    try:
-                        for name, enrolled, blob, png in rows:
-                            clean = clean_name(name)
-                            vector = clean_vector(np.frombuffer(blob, dtype="<f4"), src_dim)
-                            if png is not None and not bytes(png).startswith(thumbs.PNG_SIGNATURE):
-                                raise InvalidInput("a thumbnail is not a PNG")
-                            self._store.insert(clean, float(enrolled), src_model, vector_bytes(vector),
-                                               bytes(png) if (png is not None and self.keep_thumbnails) else None)
-                            count += 1
-                    except (InvalidInput, TypeError, ValueError, sqlite3.DatabaseError) as exc:
-                        raise InvalidInput(f"{path} holds an entry the gallery refuses ({exc}); "
-                                           "nothing was imported.") from exc
-                    if empty:
-                        self._store.set_meta(model_id=src_model, dim=src_dim, epoch=new_epoch())
-                self._meta = self._store.meta()
+        The export is not trusted (index/exports.py): it is opened read-only; only real tables
+        are read; more than max_entries entries are refused before any is read; every row is
+        checked as enroll checks it (name, embedding size, finiteness and length, time, model)
+        and every thumbnail is decoded, size-checked and re-encoded by the code that makes
+        thumbnails. All or nothing, in one transaction: a file that is not a gallery export,
+        or holds one bad row, is refused with InvalidInput naming the problem, and nothing
+        changes. A non-empty gallery refuses an export of another model (ModelMismatch); an
+        empty one takes the export's model. Searches go on meanwhile; other changes get
+        GalleryBusy after busy_timeout."""
+        self._open_check()
+        with Export(path, max_entries=max_entries) as source:
+            src_model, src_dim = source.model_id, source.dim
+            with self._write(erase=replace) as store:
+                meta = store.meta()
+                empty = replace or store.count() == 0
+                if not empty and (src_model != meta.get("model_id") or src_dim != self.embedding_size):
+                    raise ModelMismatch(
+                        f"The export holds embeddings of model {src_model!r}, this gallery those of "
+                        f"{meta.get('model_id')!r}: import it into an empty gallery, then run "
+                        "`python -m index reembed` there.", stored=meta.get("model_id"), wanted=src_model)
+                if replace:
+                    store.delete(list(store.ids()))
+                count = 0
+                for row in source.rows(thumbnails=self.keep_thumbnails):
+                    store.insert(row.name, row.enrolled, src_model, vector_bytes(row.vector), row.png)
+                    count += 1
                 if empty:
-                    self.embedding_size = src_dim
-                    self._drop_index()
-                else:
-                    self._catch_up()
-                    self._after_change()
-                return count
-        finally:
-            source.close()
+                    store.set_meta(model_id=src_model, dim=src_dim, epoch=new_epoch())
+        if empty:
+            self.embedding_size = src_dim
+        self._refresh(drop=empty)
+        return count
 
-    # -- internals: consistency between SQLite and the index --------------------------------
+    # -- internals: reading and writing -----------------------------------------------------
     def _open_check(self) -> None:
         if self._closed:
             raise GalleryError("The gallery is closed.")
 
-    def _no_such_person(self, name: str) -> str:
-        similar = self._store.similar_names(name)
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The read connection and the in-memory index, for a moment. In WAL mode SQLite never
+        makes a reader wait for a writer; should the file still be in rollback-journal mode (it
+        could not be switched), a read that meets a writer is GalleryBusy after busy_timeout."""
+        with self._lock:
+            self._open_check()
+            try:
+                yield
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    raise GalleryBusy() from exc
+                raise
+
+    @contextmanager
+    def _write(self, *, transaction: bool = True, erase: bool = False) -> Iterator[Store]:
+        """The write connection, inside one write transaction (transaction=False: without one,
+        for VACUUM). Waits at most busy_timeout for another thread's change, then for another
+        process's (SQLite's write lock), and raises GalleryBusy past either; holds no lock that
+        searches need meanwhile. erase: after the commit, checkpoint the log into the database
+        and truncate it, so what was deleted or overwritten is nowhere on disk."""
+        self._open_check()
+        if not self._write_lock.acquire(timeout=self.busy_timeout):
+            raise GalleryBusy()
+        try:
+            self._open_check()
+            try:
+                if transaction:
+                    with self._writer.transaction():
+                        yield self._writer
+                else:
+                    yield self._writer
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    raise GalleryBusy() from exc
+                raise
+            if erase or self._checkpoint_due:
+                self._checkpoint()
+        finally:
+            self._write_lock.release()
+
+    def _checkpoint(self) -> None:
+        """(Holding the write lock.) Truncate the write-ahead log; retried at the next change
+        or at close when readers or another writer keep it from completing now."""
+        try:
+            done = self._writer.checkpoint()
+        except sqlite3.Error:
+            log.exception("Could not checkpoint the gallery's log.")
+            done = False
+        self._checkpoint_due = not done
+        if not done:
+            log.warning("The gallery's log could not be truncated yet (busy); it will be at the next change.")
+
+    def _same_photo(self, store: Store, name: str, vector: np.ndarray, since: float) -> int | None:
+        """(Inside the write transaction.) The newest entry of `name` enrolled since `since`
+        whose embedding is within SAME_PHOTO_DISTANCE of `vector`, or None."""
+        rows = store.recent(name, since, self.model_id)
+        if not rows:
+            return None
+        try:
+            stored = vectors_from([blob for _, blob in rows], self.embedding_size)
+        except ValueError:   # embeddings of another size: not this face
+            return None
+        distances = np.linalg.norm(stored - vector[None], axis=1)
+        best = int(np.argmin(distances))
+        return int(rows[best][0]) if distances[best] < SAME_PHOTO_DISTANCE else None
+
+    def _refresh(self, *, removed: list[int] | None = None, drop: bool = False) -> None:
+        """After this object committed a change: bring the in-memory index (and, after a
+        removal, the index file) up to date with SQLite."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if drop:   # embeddings replaced wholesale (adoption, import into an empty gallery, reembed)
+                    self._meta = self._store.meta()
+                    self._drop_index()
+                if removed:
+                    if self._index is None:
+                        self._unlink_index()   # the old file still holds those vectors
+                    else:
+                        self._index.remove(np.asarray(removed, np.int64))
+                        self._recount()
+                        self._dirty += len(removed)
+                self._pull()
+                self._after_change(save_now=bool(removed))
+            except Exception:  # the change is committed: report success, rebuild the cache later
+                log.exception("The gallery index could not take in a change; it will be rebuilt from SQLite.")
+                self._drop_index(unlink=False)
+                if removed or drop:
+                    try:
+                        self._unlink_index()
+                    except OSError:
+                        log.exception("Could not delete the gallery index file.")
+
+    def _unlink_index(self) -> None:
+        with self._file_lock(wait=True) as locked:
+            if locked:
+                self.index_path.unlink(missing_ok=True)
+            else:
+                log.warning("Could not delete the gallery's index file (another program holds it); "
+                            "it will be rewritten or refused later.")
+
+    def _no_such_person(self, name: str, store: Store | None = None) -> str:
+        similar = (store or self._store).similar_names(name)
         hint = f" Did you mean {similar[0]!r}?" if similar else ""
         return f"No one named {name!r} is enrolled.{hint}"
 
-    def _check_model(self, meta: dict, *, writing: bool) -> bool:
+    def _check_model(self, meta: dict, *, writing: bool, store: Store | None = None) -> bool:
         """Raise ModelMismatch unless the stored embeddings are this caller's model's; when
-        writing into an empty gallery, adopt the caller's model instead (returns True)."""
+        writing into an empty gallery, adopt the caller's model instead (returns True). An empty
+        gallery never mismatches a reader."""
         stored = meta.get("model_id")
         stored_dim = int(meta.get("dim") or self.embedding_size)
         if stored == self.model_id and stored_dim == self.embedding_size:
             return False
-        if writing and self._store.count() == 0:  # (inside the write transaction)
-            self._store.set_meta(model_id=self.model_id, dim=self.embedding_size, epoch=new_epoch())
+        store = store or self._store
+        if store.count() == 0:
+            if not writing:
+                return False
+            store.set_meta(model_id=self.model_id, dim=self.embedding_size, epoch=new_epoch())  # (in the transaction)
             return True
         if stored == self.model_id:
             problem = f"holds {stored_dim}-number embeddings, not {self.embedding_size}"
@@ -570,6 +692,7 @@ class Gallery:
                             "thumbnails with `python -m index reembed` (or use a new gallery).",
                             stored=stored, wanted=self.model_id)
 
+    # -- internals: consistency between SQLite and the index --------------------------------
     def _pull(self) -> bool:
         """Catch up with commits made by other connections (threads, processes, Gallery
         objects); True when there were any."""
@@ -587,19 +710,22 @@ class Gallery:
         if self._pull():
             self._after_change()
 
-    def _catch_up(self) -> None:
-        """Bring the in-memory index to SQLite's ids: the new ones first (cheap), then a full
-        comparison if the (count, id sum) fingerprints still differ."""
+    def _catch_up(self, *, full: bool = False) -> None:
+        """Bring the in-memory index to SQLite's ids: the new ones (ids only grow, so those
+        above the highest known: one indexed query), then, when something was deleted since
+        (meta 'removals' moved) or full=True, a comparison of (count, id sum) fingerprints and
+        the full reconciliation if they differ. So an enrollment, here or elsewhere, costs
+        O(new entries), not O(gallery)."""
         if self._index is None:
             return
-        count, total = self._store.count_sum()
-        if (count, total) == (self._n, self._sum):
-            return
+        removals = self._meta.get("removals")
         ids, vectors = self._store.vectors(self.embedding_size, after=self._max_id)
         if len(ids):
             self._add_to_index(ids, vectors)
-        if self._store.count_sum() != (self._n, self._sum):
-            self._reconcile()
+        if full or removals != self._index_removals:
+            if self._store.count_sum() != (self._n, self._sum):
+                self._reconcile()
+            self._index_removals = removals
 
     def _reconcile(self) -> None:
         """Make the index hold exactly SQLite's ids: add the missing, remove the extra."""
@@ -631,24 +757,13 @@ class Gallery:
         self._max_id = max(self._max_id, int(np.max(ids)))
         self._dirty += len(ids)
 
-    def _removed(self, ids: list[int]) -> None:
-        """After a deletion: drop the vectors from memory and from disk at once (privacy)."""
-        if self._index is None:
-            with self._file_lock():
-                self.index_path.unlink(missing_ok=True)  # the old file still holds those vectors
-            return
-        self._index.remove(np.asarray(ids, np.int64))
-        self._recount()
-        self._dirty += len(ids)
-        self._after_change(save_now=True)
-
     def _after_change(self, *, save_now: bool = False) -> None:
         if self._index is None:
             return
         if self._needs_rebuild():
             self._schedule_rebuild()
         if save_now or self._dirty >= max(self.save_every, self._n // 10):
-            self._save()
+            self._save(wait=save_now)   # after a removal the file must lose those vectors now
 
     def _needs_rebuild(self) -> bool:
         index = self._index
@@ -671,26 +786,28 @@ class Gallery:
             if self.index_path.exists():
                 log.warning("Rebuilding the gallery index from SQLite: %s.", exc)
             self._build_from_store()
-            self._save()
+            self._save(wait=False)
             return self._index
-        self._install(index, meta.get("epoch"))
+        self._install(index, meta.get("epoch"), None)
         if self.nprobe:
             index.nprobe = self.nprobe
         self._dirty = 0
-        self._catch_up()      # a stale file (say, after kill -9) only lacks the latest changes
+        self._catch_up(full=True)   # a stale file (say, after kill -9) only lacks the latest changes
         self._after_change()
         return self._index
 
-    def _install(self, index: VectorIndex, epoch: str | None) -> None:
+    def _install(self, index: VectorIndex, epoch: str | None, removals: str | None) -> None:
         self._index, self._index_epoch, self._max_id = index, epoch, 0
+        self._index_removals = removals
         self._recount()
 
-    def _build_from_store(self, store: Store | None = None) -> tuple[VectorIndex, str | None]:
+    def _build_from_store(self, store: Store | None = None) -> tuple[VectorIndex, str | None, str | None]:
         """Build an index from SQLite; installed unless built on another connection (`store`,
         for the background thread, which installs it itself)."""
         source = store or self._store
         with source.snapshot():
-            epoch = source.meta().get("epoch")
+            meta = source.meta()
+            epoch, removals = meta.get("epoch"), meta.get("removals")
             ids, vectors = source.vectors(self.embedding_size)
         current = self._index.kind if self._index is not None else None
         kind = choose_kind(len(ids), self.exact_limit, current)
@@ -698,9 +815,9 @@ class Gallery:
             kind = "flat"
         index = VectorIndex.build(kind, self.embedding_size, ids, vectors, nprobe=self.nprobe)
         if store is None:
-            self._install(index, epoch)
+            self._install(index, epoch, removals)
             self._dirty = max(self._dirty, 1)
-        return index, epoch
+        return index, epoch, removals
 
     def _schedule_rebuild(self) -> None:
         if not self.background:
@@ -713,9 +830,9 @@ class Gallery:
 
     def _rebuild_in_background(self) -> None:
         try:
-            reader = Store(self.db_path, readonly=True)
+            reader = Store(self.db_path, readonly=True, timeout=self.busy_timeout)
             try:
-                index, epoch = self._build_from_store(reader)
+                index, epoch, removals = self._build_from_store(reader)
             finally:
                 reader.close()
             with self._lock:
@@ -724,9 +841,10 @@ class Gallery:
                 self._pull()
                 if epoch != self._meta.get("epoch") or self._index is None:
                     return  # replaced wholesale meanwhile: the next search builds afresh
-                self._install(index, epoch)
+                self._install(index, epoch, removals)
                 self._reconcile()   # what was enrolled or removed while it was being built
-                self._save()
+                self._dirty = max(self._dirty, 1)
+                self._save(wait=False)
         except Exception:
             log.exception("Background rebuild of the gallery index failed; the old index stays in use.")
 
@@ -735,16 +853,23 @@ class Gallery:
         self._n = self._sum = self._max_id = 0
         self._dirty = 0
         if unlink:
-            with self._file_lock():
-                self.index_path.unlink(missing_ok=True)
+            self._unlink_index()   # (a stale file would be refused anyway: its epoch differs)
 
-    def _save(self) -> None:
+    def _save(self, *, wait: bool) -> None:
         """Write the index file. Under a lock shared with other processes, and only after taking
-        in their commits: no process can write back vectors another one has just deleted."""
+        in their commits: no process can write back vectors another one has just deleted.
+        wait=False (searches, routine saves): when another process holds the file, skip; the
+        index stays dirty and is saved later. wait=True (after a removal, close, save()):
+        wait for it, at most busy_timeout."""
         if self._index is None:
             return
         try:
-            with self._file_lock():
+            with self._file_lock(wait=wait) as locked:
+                if not locked:
+                    if wait:
+                        log.warning("Could not save the gallery index: another program holds its file. "
+                                    "It will be saved at the next change.")
+                    return
                 self._pull()
                 if self._index is None:
                     return
@@ -755,14 +880,26 @@ class Gallery:
             log.exception("Could not save the gallery index (SQLite holds everything; it will be rebuilt).")
 
     @contextmanager
-    def _file_lock(self) -> Iterator[None]:
-        """An advisory lock between processes around writing or deleting the index file."""
+    def _file_lock(self, *, wait: bool) -> Iterator[bool]:
+        """An advisory lock between processes around writing or deleting the index file; yields
+        whether it was obtained. wait=False: only if free now; wait=True: waiting at most
+        busy_timeout (never forever: a hung process must not hang this one)."""
         if fcntl is None:
-            yield
+            yield True
             return
         fd = os.open(self.directory / ".index.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            deadline = time.monotonic() + (self.busy_timeout if wait else 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    locked = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        locked = False
+                        break
+                    time.sleep(0.01)
+            yield locked
         finally:
             os.close(fd)

@@ -1,17 +1,22 @@
 """SQLite: the gallery's source of truth (entries, names, times, model id, embeddings, thumbnails).
 
-Durability and privacy settings, chosen once here:
-- every write is one transaction (BEGIN IMMEDIATE ... COMMIT) with synchronous=FULL and a
-  rollback journal: a commit that returned survives kill -9 and power loss; a write cut short
-  leaves nothing (the journal rolls it back on the next open);
+Durability, concurrency and privacy settings, chosen once here:
+- every write is one transaction (BEGIN IMMEDIATE ... COMMIT) with synchronous=FULL in WAL
+  mode: a commit that returned survives kill -9 and power loss; a write cut short leaves
+  nothing (its frames are never committed to the log);
+- WAL: readers never wait for a writer (a search goes on while another process imports a
+  100,000 entries), and a writer waits for another writer at most `timeout` seconds, then
+  GalleryBusy (nothing changed; try again);
 - ids are AUTOINCREMENT, never reused: an id in a stale FAISS file can never point at
   someone enrolled later;
 - secure_delete=ON overwrites deleted rows with zeros and auto_vacuum=FULL gives freed pages
-  back to the file system at every commit: deleted embeddings and thumbnails do not linger
-  in the file (`vacuum()` rebuilds it completely).
+  back to the file system; after a deletion the log is checkpointed into the database and
+  truncated to zero bytes (`checkpoint`), so deleted embeddings and thumbnails linger neither
+  in the database nor in the -wal file (`vacuum()` rebuilds the file completely).
 """
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 import uuid
@@ -21,11 +26,15 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import GalleryCorrupt, GalleryError
+from .errors import GalleryBusy, GalleryCorrupt, GalleryError
+
+log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x5457494E   # "TWIN" in the SQLite header: marks gallery files and exports
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 5.0          # how long a change waits for another writer before GalleryBusy
+CHECKPOINT_TIMEOUT_S = 2.0    # how long a checkpoint after a deletion waits for readers
+_BUSY_CODES = (5, 6)          # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -47,6 +56,22 @@ CREATE TABLE IF NOT EXISTS thumbnails (
 """
 
 
+def is_busy(exc: BaseException) -> bool:
+    """True for SQLite's "database is locked / busy" errors (another connection holds a lock)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _BUSY_CODES
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def read_only_uri(path: str | Path) -> str:
+    """A `file:` URI that opens `path` read-only (any character in the path is escaped)."""
+    return Path(path).resolve().as_uri() + "?mode=ro"
+
+
 def new_epoch() -> str:
     """A fresh token for meta 'epoch': changes whenever embeddings are replaced wholesale."""
     return uuid.uuid4().hex
@@ -63,18 +88,21 @@ def vectors_from(blobs: list[bytes], dim: int) -> np.ndarray:
 
 
 class Store:
-    """One SQLite connection to a gallery database. Not thread-safe: the Gallery serialises."""
+    """One SQLite connection to a gallery database. Not thread-safe: the Gallery serialises.
 
-    def __init__(self, path: str | Path, *, readonly: bool = False):
+    timeout: how long a statement waits for a lock another connection holds (in WAL mode only
+    writers and checkpoints ever wait); past it, a write transaction raises GalleryBusy."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
         self.readonly = readonly
+        self.timeout = float(timeout)
         try:
             if readonly:
-                uri = f"file:{self.path.resolve().as_posix()}?mode=ro"
-                self.conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S,
+                self.conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.timeout,
                                             isolation_level=None, check_same_thread=False)
             else:
-                self.conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S,
+                self.conn = sqlite3.connect(self.path, timeout=self.timeout,
                                             isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.conn.execute("PRAGMA secure_delete = ON")
@@ -83,7 +111,21 @@ class Store:
                 self._create()
             self._check()
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
+            if is_busy(exc):
+                raise GalleryBusy() from exc
             raise GalleryCorrupt(f"{self.path} is not a readable gallery database ({exc}).") from exc
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
 
     def close(self) -> None:
         self.conn.close()
@@ -91,11 +133,15 @@ class Store:
     # -- schema -----------------------------------------------------------------------------
     def _create(self) -> None:
         conn = self.conn
-        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
-            conn.execute("PRAGMA journal_mode = DELETE")
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables == 0:
-            conn.execute("PRAGMA auto_vacuum = FULL")  # only takes effect before the first table
+        if conn.execute("PRAGMA application_id").fetchone()[0] not in (0, APPLICATION_ID):
+            raise GalleryCorrupt(f"{self.path} is an SQLite database of some other program.")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables == 0:
+                conn.execute("PRAGMA auto_vacuum = FULL")  # only takes effect before the first table
+        self._use_wal()
+        if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
+            return   # an existing gallery: no write needed to open it
         with self.transaction():
             if conn.execute("PRAGMA application_id").fetchone()[0] not in (0, APPLICATION_ID):
                 raise GalleryCorrupt(f"{self.path} is an SQLite database of some other program.")
@@ -109,6 +155,24 @@ class Store:
                 conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                                  [("epoch", new_epoch()), ("created", repr(time.time()))])
 
+    def _use_wal(self) -> None:
+        """Switch the file to WAL (once; it is stored in the file). When another program holds
+        it open in the old mode the switch waits `timeout`, then the gallery works on in the
+        rollback-journal mode (correct, but then readers wait while another process writes)."""
+        conn = self.conn
+        conn.execute("PRAGMA journal_size_limit = 0")  # a reset log is cut back to nothing
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+            return
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            mode = "busy"
+        if mode != "wal":
+            log.warning("%s stays in rollback-journal mode for now (%s): readers may wait for writers.",
+                        self.path, mode)
+
     def _check(self) -> None:
         app, version = (self.conn.execute("PRAGMA application_id").fetchone()[0],
                         self.conn.execute("PRAGMA user_version").fetchone()[0])
@@ -121,14 +185,21 @@ class Store:
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: takes the write lock at once; commits, or rolls back on error."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """A write transaction: takes the write lock at once (waiting at most `timeout` for
+        another writer, then GalleryBusy); commits, or rolls back on error."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                raise GalleryBusy() from exc
+            raise
         try:
             yield self.conn
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -138,6 +209,22 @@ class Store:
             yield self.conn
         finally:
             self.conn.execute("COMMIT")
+
+    def checkpoint(self) -> bool:
+        """Copy the write-ahead log into the database file and truncate the log to zero bytes
+        (after a deletion: the deleted rows then exist nowhere, not even as old log frames).
+        False when a reader or a writer kept it from completing; it can be retried."""
+        try:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(1000 * min(self.timeout, CHECKPOINT_TIMEOUT_S))}")
+            try:
+                busy, _, _ = self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(1000 * self.timeout)}")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return False
+            raise
+        return busy == 0
 
     def data_version(self) -> int:
         """Changes when another connection (thread or process) committed something."""
@@ -215,6 +302,16 @@ class Store:
             return self.conn.execute(sql + " ORDER BY e.id").fetchall()
         return self.conn.execute(sql + " WHERE e.name = ? ORDER BY e.id", (name,)).fetchall()
 
+    def recent(self, name: str, since: float, model_id: str | None, limit: int = 1000) -> list[tuple[int, bytes]]:
+        """(id, embedding) of `name`'s entries of this model enrolled at or after `since`, newest first."""
+        return self.conn.execute("SELECT id, embedding FROM entries WHERE name = ? AND enrolled >= ? "
+                                 "AND model_id IS ? ORDER BY id DESC LIMIT ?",
+                                 (name, float(since), model_id, int(limit))).fetchall()
+
+    def owner(self, entry_id: int) -> str | None:
+        row = self.conn.execute("SELECT name FROM entries WHERE id = ?", (int(entry_id),)).fetchone()
+        return None if row is None else row[0]
+
     def thumbnail(self, entry_id: int) -> bytes | None:
         row = self.conn.execute("SELECT png FROM thumbnails WHERE entry_id = ?", (int(entry_id),)).fetchone()
         return None if row is None else bytes(row[0])
@@ -230,13 +327,18 @@ class Store:
         return [r[0] for r in self.conn.execute("SELECT id FROM entries WHERE name = ?", (name,))]
 
     def delete(self, ids: list[int]) -> int:
-        """Delete entries (and their thumbnails) for good."""
+        """Delete entries (and their thumbnails) for good. (Inside a write transaction.) Counts
+        the deletion in meta 'removals', which tells every Gallery that entries are gone (new
+        ones are found cheaply: ids only grow)."""
         removed = 0
         for start in range(0, len(ids), 500):
             part = [int(i) for i in ids[start:start + 500]]
             marks = ",".join("?" * len(part))
             self.conn.execute(f"DELETE FROM thumbnails WHERE entry_id IN ({marks})", part)
             removed += self.conn.execute(f"DELETE FROM entries WHERE id IN ({marks})", part).rowcount
+        if removed:
+            self.conn.execute("INSERT INTO meta (key, value) VALUES ('removals', '1') ON CONFLICT (key) "
+                              "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
         return removed
 
     def rename(self, old: str, new: str) -> int:
