@@ -185,7 +185,8 @@ BAD_EMBEDDINGS = {
     "none": lambda e: None,
     "scalar": lambda e: 1.0,
 }
-BAD_NAMES = ["", "   ", "x" * 101, None, 42, b"bytes", "two\nlines", "nul\x00char", "tab\tbed"]
+BAD_NAMES = ["", "   ", "x" * 101, None, 42, b"bytes", "two\nlines", "nul\x00char", "tab\tbed",
+             "Tony\u200b Blair", "abc\u202egnp.exe", "Ann\u2066 Lee", "\ufeffBOM", "Ann\u200e"]
 BAD_THUMBNAILS = {
     "float pixels": np.zeros((112, 112, 3), np.float32),
     "wrong shape": np.zeros((112, 112, 5), np.uint8),

@@ -178,6 +178,8 @@ MALICIOUS = {
     "name with a line break": (lambda path, pngs: edit(path, f"UPDATE entries SET name = 'two\nlines' WHERE id = {LAST}"),
                                "line breaks"),
     "blank name": (lambda path, pngs: edit(path, f"UPDATE entries SET name = '   ' WHERE id = {LAST}"), "name is empty"),
+    "name with a right-to-left override": (lambda path, pngs: edit(
+        path, f"UPDATE entries SET name = ? WHERE id = {LAST}", params=("abc\u202egnp.exe",)), "direction-control"),
     "name of 101 characters": (lambda path, pngs: edit(path, f"UPDATE entries SET name = ? WHERE id = {LAST}",
                                                        params=("x" * 101,)), "limit is 100"),
     "name as bytes": (lambda path, pngs: edit(path, f"UPDATE entries SET name = x'416461' WHERE id = {LAST}"),
@@ -719,3 +721,30 @@ def test_a_gallery_in_the_old_journal_mode_is_moved_to_wal(make, faces, tmp_path
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     assert g.search(faces["s5_1"].embedding, k=1)[0].entry_id == entry and g.thumbnail(entry) is not None
+
+
+# -- names that look like other names (item 8; the same rule for enroll, rename and import) --------
+@pytest.mark.parametrize("name", ["Tony\u200b Blair", "Tony\u200d Blair", "abc\u202egnp.exe", "Ann\u2066 Lee",
+                                  "So\u00adphie", "\ufeffAnn", "Ann\u200e", "x\u2060y"])
+def test_invisible_and_direction_characters_are_refused(make, faces, name):
+    g = make()
+    with pytest.raises(InvalidInput, match="invisible or direction-control"):
+        g.enroll(name, faces["s5_1"].embedding)
+    g.enroll("Ann", faces["s5_1"].embedding)
+    with pytest.raises(InvalidInput, match="invisible or direction-control"):
+        g.rename_person("Ann", name)
+    assert [p.name for p in g.people()] == ["Ann"]
+
+
+def test_joiners_that_scripts_and_emoji_need_are_kept(make, faces):
+    g = make()
+    names = ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\U0001f469\u200d\U0001f4bb Ada"]
+    for i, name in enumerate(names):
+        g.enroll(name, variant(faces["s5_1"].embedding, i))
+    assert sorted(p.name for p in g.people()) == sorted(names)
+
+
+def variant(embedding: np.ndarray, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).standard_normal(embedding.shape).astype(np.float32)
+    moved = embedding + 0.05 * noise / np.linalg.norm(noise)
+    return moved / np.linalg.norm(moved)
