@@ -161,6 +161,7 @@ class Gallery:
         self._n = self._sum = self._max_id = 0     # what the in-memory index holds
         self._dirty = 0                            # changes since the index file was saved
         self._checkpoint_due = False               # a deletion's log not yet truncated
+        self._erase_due = False                    # a removal not yet saved to the index file
         self._rebuilder: threading.Thread | None = None
         self._closed = False
         remove_stale_temporaries(self.index_path)
@@ -208,8 +209,8 @@ class Gallery:
                     self._checkpoint()
                 if self._index is not None:
                     self._pull()
-                    if self._dirty:
-                        self._save(wait=True)
+                    if self._dirty:   # waits for another process's save only if vectors must go
+                        self._save(wait=self._erase_due)
             finally:
                 self._closed = True
                 self._store.close()
@@ -762,7 +763,7 @@ class Gallery:
             return
         if self._needs_rebuild():
             self._schedule_rebuild()
-        if save_now or self._dirty >= max(self.save_every, self._n // 10):
+        if save_now or self._erase_due or self._dirty >= max(self.save_every, self._n // 10):
             self._save(wait=save_now)   # after a removal the file must lose those vectors now
 
     def _needs_rebuild(self) -> bool:
@@ -859,14 +860,15 @@ class Gallery:
         """Write the index file. Under a lock shared with other processes, and only after taking
         in their commits: no process can write back vectors another one has just deleted.
         wait=False (searches, routine saves): when another process holds the file, skip; the
-        index stays dirty and is saved later. wait=True (after a removal, close, save()):
-        wait for it, at most busy_timeout."""
+        index stays dirty and is saved later. wait=True (after a removal, save(), rebuild(),
+        and close() while a removal is still unsaved): wait for it, at most busy_timeout."""
         if self._index is None:
             return
         try:
             with self._file_lock(wait=wait) as locked:
                 if not locked:
                     if wait:
+                        self._erase_due = True
                         log.warning("Could not save the gallery index: another program holds its file. "
                                     "It will be saved at the next change.")
                     return
@@ -876,6 +878,7 @@ class Gallery:
                 self._index.save(self.index_path, {"model_id": self._meta.get("model_id"),
                                                    "epoch": self._index_epoch, "saved": time.time()})
             self._dirty = 0
+            self._erase_due = False
         except OSError:
             log.exception("Could not save the gallery index (SQLite holds everything; it will be rebuilt).")
 

@@ -748,3 +748,54 @@ def variant(embedding: np.ndarray, seed: int) -> np.ndarray:
     noise = np.random.default_rng(seed).standard_normal(embedding.shape).astype(np.float32)
     moved = embedding + 0.05 * noise / np.linalg.norm(noise)
     return moved / np.linalg.norm(moved)
+
+
+def test_cli_says_the_gallery_is_busy_and_still_searches(make, faces, holder, engine, lfw, capsys):
+    from index.__main__ import main
+
+    g = make()
+    g.enroll("Tony Blair", faces["Tony_Blair_1"].embedding, thumbnail=faces["Tony_Blair_1"].crop)
+    g.close()
+    lock_holder = holder(g.directory)
+    out = io.StringIO()
+    started = time.perf_counter()
+    code = main(["--gallery", str(g.directory), "--json", "search", str(lfw("Tony_Blair", 1))], engine=engine, out=out)
+    assert code == 0 and '"identified": "Tony Blair"' in out.getvalue()
+    assert time.perf_counter() - started < 5.0
+    capsys.readouterr()
+    code = main(["--gallery", str(g.directory), "enroll", "Colin", str(lfw("Colin_Powell", 1))], engine=engine, out=out)
+    assert code == 2
+    assert _one_error_line(capsys.readouterr().err) == "error: " + BUSY_MESSAGE
+    assert lock_holder.poll() is None
+    lock_holder.release()
+    assert main(["--gallery", str(g.directory), "enroll", "Colin", str(lfw("Colin_Powell", 1))],
+                engine=engine, out=out) == 0
+
+
+def test_a_removal_whose_index_save_had_to_wait_is_saved_at_close(make, faces, caplog):
+    """Another process holds the index file (saving) when a person is removed: the removal does
+    not hang, and the vectors leave the file as soon as it can be written (here: at close)."""
+    import fcntl
+
+    g = make(busy_timeout=0.5)
+    gone = g.enroll("gone", faces["s5_1"].embedding)
+    g.enroll("kept", faces["s6_1"].embedding)
+    g.search(faces["s5_1"].embedding)
+    g.save()
+    with sqlite3.connect(g.directory / DB_NAME) as conn:
+        vector = conn.execute("SELECT embedding FROM entries WHERE id = ?", (gone,)).fetchone()[0]
+    conn.close()
+    assert vector in (g.directory / INDEX_NAME).read_bytes()
+    lock = os.open(g.directory / ".index.lock", os.O_RDWR)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        started = time.perf_counter()
+        with caplog.at_level(logging.WARNING, logger="index.gallery"):
+            g.remove_entry(gone)
+        assert time.perf_counter() - started < 2.0 and "another program holds its file" in caplog.text
+        assert gone not in [m.entry_id for m in g.search(faces["s5_1"].embedding, k=5)]
+        assert vector in (g.directory / INDEX_NAME).read_bytes()   # not yet: the file is held
+    finally:
+        os.close(lock)
+    g.close()
+    assert vector not in (g.directory / INDEX_NAME).read_bytes()
