@@ -19,3 +19,19 @@ class NoFaceFound(FaceError):
 
 class ModelNotFound(FaceError, FileNotFoundError):
     """The trained weights are missing; the message says how to make them."""
+
+
+class TooMuchWork(FaceError):
+    """A photo holds more work than one request may do (hundreds of faces): its deadline passed.
+
+    `found` is the number of faces found before giving up (None when detection itself ran out
+    of time); the message says what to do.
+    """
+
+    def __init__(self, found: int | None = None, photos: int = 1, message: str | None = None):
+        self.found = found
+        if message is None:
+            what = "this photo" if photos == 1 else "these photos"
+            count = "" if found is None else f" ({found} face{'' if found == 1 else 's'} found)"
+            message = f"There is too much work in {what}{count}; use a photo with fewer faces or crop it."
+        super().__init__(message)

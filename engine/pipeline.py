@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import operator
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +14,7 @@ import torch
 
 from .align import CROP_SIZE, align
 from .detect import Detection, FaceDetector
-from .errors import NoFaceFound
+from .errors import NoFaceFound, TooMuchWork
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
 
@@ -26,6 +28,27 @@ class Face:
     landmarks: np.ndarray    # 5 x 2 float32: eyes, nose tip, mouth corners
     crop: np.ndarray         # aligned 112 x 112 x 3 uint8
     embedding: np.ndarray    # float32, L2 norm 1
+
+
+class FaceList(list):
+    """The faces of one photo, most prominent first: a plain list of Face, plus `found`.
+
+    `found` is how many faces the detector found in the photo: more than len() when a
+    `max_faces` cap cut the list (only the faces kept were aligned and embedded). In a photo
+    of hundreds of faces it is a lower bound: the detector examines a bounded number of
+    candidates (engine.detect.MAX_CANDIDATES).
+    """
+
+    found: int
+
+    def __init__(self, faces=(), found: int | None = None):
+        super().__init__(faces)
+        self.found = len(self) if found is None else int(found)
+
+    @property
+    def capped(self) -> bool:
+        """True when the photo holds more faces than the list: a max_faces cap cut it."""
+        return self.found > len(self)
 
 
 @dataclass
@@ -55,8 +78,14 @@ class Calibration:
 class FaceEngine:
     """Detect, align and embed faces with the trained twin network; compare two photos.
 
-    Safe to share between threads: detection holds a lock, the network runs in inference
-    mode and keeps no state between calls.
+    Safe to share between threads without a lock: neither MTCNN nor the twin network keeps
+    state between calls (both run in inference mode), and on a CPU the detector runs the
+    photos of one call side by side on its own small thread pool.
+
+    The work per call is bounded: the detector sees a copy of at most DETECTION_MAX_SIDE
+    pixels a side and a bounded number of candidate boxes (engine.detect), `max_faces` cuts
+    the faces to align and embed (most prominent first), and `deadline` stops a call between
+    stages with TooMuchWork.
     """
 
     def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None,
@@ -78,23 +107,49 @@ class FaceEngine:
         self.embedding_size = self.model.config.embedding_size
 
     # -- photos to faces -------------------------------------------------------------------
-    def faces(self, image: ImageSource) -> list[Face]:
-        """Every face in the photo, most prominent first; [] when there is none."""
-        return self.faces_batch([image])[0]
+    def faces(self, image: ImageSource, max_faces: int | None = None, deadline: float | None = None) -> FaceList:
+        """Every face in the photo, most prominent first; [] when there is none.
 
-    def faces_batch(self, images: Sequence[ImageSource]) -> list[list[Face]]:
-        """Faces of many photos; all their crops go through the network in one pass."""
+        max_faces: keep (align and embed) only this many most prominent faces (largest
+        first; among faces of about the same size, nearest the centre); the result's `found`
+        still counts every face found. None: no cap.
+        deadline: a time.monotonic() value; when it has passed between two stages (within
+        detection, after detection, before embedding), TooMuchWork is raised.
+        """
+        return self.faces_batch([image], max_faces=max_faces, deadline=deadline)[0]
+
+    def faces_batch(self, images: Sequence[ImageSource], max_faces: int | None = None,
+                    deadline: float | None = None) -> list[FaceList]:
+        """Faces of many photos; all their crops go through the network in one pass.
+
+        max_faces and deadline as for faces(): the cap applies to each photo, the deadline to
+        the whole call.
+        """
+        cap = _face_cap(max_faces)
         pictures = [load_image(image) for image in images]
-        detections = self.detector.detect_batch(pictures)
-        crops = [[align(picture, d.landmarks) for d in found] for picture, found in zip(pictures, detections)]
+        detections = self.detector.detect_batch(pictures, deadline=deadline)
+        found = [len(d) for d in detections]
+        kept = [d if cap is None else d[:cap] for d in detections]
+        if any(kept):  # work is left: alignment, then the network
+            self._check_deadline(deadline, found)
+            crops = [[align(picture, d.landmarks) for d in per_photo] for picture, per_photo in zip(pictures, kept)]
+            self._check_deadline(deadline, found)
+        else:
+            crops = [[] for _ in kept]
         flat = [c for per_photo in crops for c in per_photo]
         embeddings = self.embed_crops(np.stack(flat)) if flat else np.zeros((0, self.embedding_size), np.float32)
         result, at = [], 0
-        for found, per_photo in zip(detections, crops):
-            faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i]) for i, (d, c) in enumerate(zip(found, per_photo))]
+        for per_photo, per_crop, count in zip(kept, crops, found):
+            faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i])
+                     for i, (d, c) in enumerate(zip(per_photo, per_crop))]
             at += len(faces)
-            result.append(faces)
+            result.append(FaceList(faces, found=count))
         return result
+
+    @staticmethod
+    def _check_deadline(deadline: float | None, found: list[int]) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TooMuchWork(sum(found), photos=len(found))
 
     def embed_crops(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Aligned uint8 crops (N x 112 x 112 x 3) -> float32 unit embeddings (N x D)."""
@@ -121,17 +176,40 @@ class FaceEngine:
         d = self.distance(face_a.embedding, face_b.embedding)
         return Comparison(d, d <= self.threshold, self.similarity(d), face_a, face_b, self.threshold)
 
-    def compare(self, image_a: ImageSource, image_b: ImageSource, face_a: int = 0, face_b: int = 0) -> Comparison:
-        """Compare the most prominent face (or the chosen one) of each photo."""
-        faces_a, faces_b = self.faces_batch([image_a, image_b])
+    def compare(self, image_a: ImageSource, image_b: ImageSource, face_a: int = 0, face_b: int = 0,
+                deadline: float | None = None) -> Comparison:
+        """Compare the most prominent face (or the chosen one) of each photo.
+
+        Only the faces up to the chosen ones are aligned and embedded; deadline as for faces().
+        """
+        try:
+            cap: int | None = max(operator.index(face_a), operator.index(face_b), 0) + 1
+        except TypeError:
+            cap = None  # not a face number: _pick says so
+        faces_a, faces_b = self.faces_batch([image_a, image_b], max_faces=cap, deadline=deadline)
         return self.compare_faces(_pick(faces_a, face_a, "first"), _pick(faces_b, face_b, "second"))
 
 
+def _face_cap(max_faces: int | None) -> int | None:
+    if max_faces is None:
+        return None
+    try:
+        if isinstance(max_faces, bool):
+            raise TypeError
+        cap = operator.index(max_faces)
+    except TypeError:
+        raise ValueError(f"max_faces must be a whole number >= 0 or None, not {max_faces!r}") from None
+    if cap < 0:
+        raise ValueError(f"max_faces must be a whole number >= 0 or None, not {max_faces!r}")
+    return cap
+
+
 def _pick(faces: list[Face], index: int, which: str) -> Face:
-    if not faces:
+    found = getattr(faces, "found", len(faces))
+    if not found:
         raise NoFaceFound(f"No face was found in the {which} photo.", which=which)
-    if not 0 <= index < len(faces):
-        raise NoFaceFound(f"The {which} photo has {len(faces)} face(s); there is no face number {index + 1}.", which=which)
+    if not 0 <= index < min(found, len(faces)):
+        raise NoFaceFound(f"The {which} photo has {found} face(s); there is no face number {index + 1}.", which=which)
     return faces[index]
 
 
