@@ -197,9 +197,15 @@ class Export:
         """Every entry, checked, oldest first; thumbnails=False leaves thumbnails unread (None).
         InvalidInput at the first entry the gallery refuses."""
         png_column = "t.png" if thumbnails else "NULL"
-        cursor = self.conn.execute(
-            f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png_column} FROM entries e "
-            "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
+        self._deadline = time.monotonic() + DEADLINE_S
+        try:
+            cursor = self.conn.execute(
+                f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png_column} FROM entries e "
+                "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
+        except sqlite3.Error as exc:
+            raise self._unreadable(exc) from exc
+        finally:
+            self._deadline = math.inf
         seen, last = 0, None
         try:
             while True:
