@@ -115,14 +115,17 @@ def people_markdown(people: Sequence[tuple[str, int]]) -> str:
 
 
 def enroll_markdown(name: str, made: int, refused: Sequence[tuple[str, str]],
-                    warnings: Sequence[str]) -> str:
-    """What Enroll did: entries made, photos refused and why, look-alike warnings."""
+                    warnings: Sequence[str], already: int = 0) -> str:
+    """What Enroll did: entries made, photos already there, photos refused and why, warnings."""
     who = md_escape(name)
     lines = []
     if made:
         lines.append(f"✅ Enrolled {made} photo{'s' if made != 1 else ''} of **{who}**.")
-    else:
+    elif not already:
         lines.append(f"❌ Nothing was enrolled for **{who}**.")
+    if already:
+        lines.append(f"{'- ' if made else '✅ '}{already} photo{'s were' if already != 1 else ' was'} already "
+                     f"enrolled as **{who}**; nothing new was added for {'them' if already != 1 else 'it'}.")
     for photo, reason in refused:
         lines.append(f"- Refused {md_escape(photo)}: {md_escape(reason)}")
     for warning in warnings:
@@ -250,7 +253,8 @@ def identify_payload(rows: list[dict], found: int, threshold: float, model_id: s
 def enroll_payload(result) -> dict:
     """What Enroll did (demo.service.EnrollResult), as the API returns it."""
     return {"name": result.name,
-            "entries": [{"entry_id": e, "photo": p} for e, _, p in result.entries],
+            "entries": [{"entry_id": e, "photo": p} for e, _, p in result.entries]
+            + [{"entry_id": e, "photo": p, "already_enrolled": True} for e, _, p in result.duplicates],
             "refused": [{"photo": p, "reason": why} for p, why in result.refused],
             "warnings": list(result.warnings)}
 

@@ -24,6 +24,8 @@ from PIL import Image
 
 from engine import Comparison, Face, FaceEngine, InvalidImage, load_image
 from index import GalleryCorrupt, GalleryError
+from index.enrollment import Candidate as EnrollCandidate
+from index.enrollment import admit
 
 from .inputs import PhotoInput
 
@@ -31,8 +33,6 @@ log = logging.getLogger("twin.demo")
 
 #: Top matches listed per face in Identify.
 TOP_K = 3
-#: A face this close to an enrolled one is the same photo (re-encoded at most), not a look-alike.
-SAME_PHOTO_DISTANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,15 @@ class IdentifiedFace:
 @dataclass
 class EnrollResult:
     name: str
-    entries: list[tuple[Any, np.ndarray, str]] = field(default_factory=list)   # (entry id, crop, photo)
-    refused: list[tuple[str, str]] = field(default_factory=list)              # (photo, reason)
+    entries: list[tuple[Any, Any, str]] = field(default_factory=list)      # (entry id, crop, photo) made
+    refused: list[tuple[str, str]] = field(default_factory=list)           # (photo, reason)
     warnings: list[str] = field(default_factory=list)
+    duplicates: list[tuple[Any, Any, str]] = field(default_factory=list)   # already enrolled: (entry id, crop, photo)
 
     @property
     def failed(self) -> bool:
-        """Nothing was enrolled: the request as a whole failed (the reasons are in `refused`)."""
-        return not self.entries
+        """Nothing was enrolled and nothing was there already: the request as a whole failed."""
+        return not self.entries and not self.duplicates
 
     def failure_message(self) -> str:
         return " ".join(f"{photo}: {reason}" for photo, reason in self.refused) or "Nothing was enrolled."
@@ -183,6 +184,7 @@ class TwinService:
 
     # -- enroll ----------------------------------------------------------------------------
     def enroll(self, name: str | None, photos: Sequence[PhotoInput]) -> EnrollResult:
+        """Enroll one person from photos; the rules are index.enrollment's (shared with the CLI)."""
         if not isinstance(name, (str, type(None))):
             raise UserError("The name must be text.")
         name = " ".join((name or "").split())
@@ -194,40 +196,31 @@ class TwinService:
             raise UserError(f"Enroll at most {self.limits.max_enroll_photos} photos at a time "
                             f"(you gave {len(photos)}).")
         deadline = time.monotonic() + self.limits.enroll_seconds
-        result = EnrollResult(name)
-        usable: list[tuple[Face, str]] = []
-        for item in photos:
-            try:      # two faces are enough to know a photo shows more than one person
-                (photo,) = self.photos([item], deadline=deadline, max_faces=2)
-            except InvalidImage as exc:
-                result.refused.append((item.label, _strip_label(str(exc), item.label)))
-                continue
-            if not photo.faces:
-                result.refused.append((item.label, "no face was found in it."))
-            elif photo.found > 1:
-                result.refused.append((item.label, f"it shows {photo.found} faces; use a photo of "
-                                                   f"{name} alone (or crop it)."))
-            else:
-                usable.append((photo.faces[0], item.label))
+        candidates, crops = [], {}
+        for item in _distinct_labels(photos):
+            candidate, crop = self._candidate_of(item, name, deadline)
+            candidates.append(candidate)
+            crops[item.label] = crop
         with _gallery_errors():
-            for face, label in usable:
-                nearest = self.gallery.search(face.embedding, k=1) if len(self.gallery) else []
-                known = nearest[0] if nearest else None
-                if known is not None and known.name != name and known.distance <= SAME_PHOTO_DISTANCE:
-                    result.refused.append((label, f"this is the photo already enrolled as {known.name} "
-                                                  f"(entry {known.entry_id}). If that name is wrong, rename "
-                                                  f"or delete it in the Gallery tab."))
-                    continue
-                if known is not None and known.name != name and self._within(known.distance):
-                    similarity = self.engine.similarity(float(known.distance)) * 100
-                    result.warnings.append(
-                        f"{label}: this face looks like {known.name}, who is already enrolled "
-                        f"(similarity {similarity:.1f}%). It was enrolled as {name}; if it is the same "
-                        f"person, delete this entry or rename in the Gallery tab.")
-                thumbnail = face.crop if self.thumbnails else None
-                entry = self.gallery.enroll(name, face.embedding, thumbnail=thumbnail)
-                result.entries.append((entry, face.crop, label))
+            outcome = admit(self.gallery, name, candidates, similarity=self.engine.similarity)
+        result = EnrollResult(name, refused=outcome.refused, warnings=outcome.warnings)
+        result.entries = [(entry, crops[label], label) for entry, label in outcome.entries]
+        result.duplicates = [(entry, crops[label], label) for entry, label in outcome.duplicates]
         return result
+
+    def _candidate_of(self, item: PhotoInput, name: str, deadline: float) -> tuple[EnrollCandidate, np.ndarray | None]:
+        """One photo as an enrollment candidate: its single face, or why it cannot be used."""
+        try:      # two faces are enough to know a photo shows more than one person
+            (photo,) = self.photos([item], deadline=deadline, max_faces=2)
+        except InvalidImage as exc:
+            return EnrollCandidate(item.label, problem=_strip_label(str(exc), item.label)), None
+        if not photo.faces:
+            return EnrollCandidate(item.label, problem="no face was found in it."), None
+        if photo.found > 1:
+            return EnrollCandidate(item.label, problem=f"it shows {photo.found} faces; use a photo of {name} "
+                                                 f"alone (or crop it)."), None
+        face = photo.faces[0]
+        return EnrollCandidate(item.label, face.embedding, face.crop if self.thumbnails else None), face.crop
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:
@@ -309,6 +302,16 @@ class TwinService:
         if merging:
             return f"Moved the {entries} of {old} to {new}, who was already enrolled."
         return f"Renamed {old} to {new} ({entries})."
+
+
+def _distinct_labels(photos: Sequence[PhotoInput]) -> list[PhotoInput]:
+    """Photos whose labels tell them apart ("a.jpg", "a.jpg (2)"): results are reported by label."""
+    seen: dict[str, int] = {}
+    out = []
+    for item in photos:
+        count = seen[item.label] = seen.get(item.label, 0) + 1
+        out.append(item if count == 1 else PhotoInput(f"{item.label} ({count})", item.path, item.data))
+    return out
 
 
 def _found(faces: Sequence[Face]) -> int:

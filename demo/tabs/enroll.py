@@ -20,9 +20,9 @@ def build(ctx: TabContext) -> None:
             gr.Warning(shown(warning))
         if r.failed:
             raise UserError(r.failure_message())
-        text = render.enroll_markdown(r.name, len(r.entries), r.refused, r.warnings)
+        text = render.enroll_markdown(r.name, len(r.entries), r.refused, r.warnings, len(r.duplicates))
         shots = [(ctx.files.picture(render.crop_image(crop), entry_id=entry), f"{r.name} · entry {entry} · {label}")
-                 for entry, crop, label in r.entries]
+                 for entry, crop, label in r.entries + r.duplicates]
         return text, shots, render.enroll_payload(r)
 
     with gr.Tab("Enroll", id="enroll"):

@@ -1,0 +1,82 @@
+"""The one enrollment policy, shared by the app, `python -m index enroll` and `enroll-folder`.
+
+It sees faces already found and embedded (by whoever holds the engine), never images:
+
+- a photo with no usable face, several faces, or a face below the quality floor is refused
+  with the reason (decided by the caller, passed as `Candidate.problem`);
+- the same photo already enrolled under the same name is a *duplicate*: skipped and reported
+  with the existing entry (a retried request, or a second run over the same folder);
+- the same photo already enrolled under *another* name is refused: one photo cannot be two
+  people (the usual slip is a form still holding the previous person's photos);
+- a face merely like someone else's (within the identification threshold) is enrolled with a
+  warning that says how to undo it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+#: Two embeddings this close come from the same photo (re-encoded at most), not a look-alike.
+SAME_PHOTO_DISTANCE = 0.1
+
+
+@dataclass
+class Candidate:
+    """One photo offered for enrollment: its usable face, or why there is none."""
+
+    label: str                              # how the user knows the photo (file name)
+    embedding: np.ndarray | None = None     # the face's embedding; None when refused
+    thumbnail: np.ndarray | None = None     # aligned crop to keep (None: keep none)
+    problem: str | None = None              # why the photo cannot be used
+    note: str | None = None                 # a warning to pass on even when enrolled (poor quality)
+
+
+@dataclass
+class Outcome:
+    """What enrolling one person did."""
+
+    name: str
+    entries: list[tuple[Any, str]] = field(default_factory=list)      # (entry id, photo) made
+    duplicates: list[tuple[Any, str]] = field(default_factory=list)   # (existing entry id, photo)
+    refused: list[tuple[str, str]] = field(default_factory=list)      # (photo, reason)
+    warnings: list[str] = field(default_factory=list)
+
+
+def admit(gallery: Any, name: str, candidates: Sequence[Candidate],
+          similarity: Any = None) -> Outcome:
+    """Enroll the usable candidates under `name` in `gallery`, by the rules above.
+
+    similarity: distance -> 0..1 (the engine's calibration), used in look-alike warnings.
+    """
+    outcome = Outcome(name)
+    threshold = getattr(gallery, "threshold", None)
+    for candidate in candidates:
+        if candidate.problem or candidate.embedding is None:
+            outcome.refused.append((candidate.label, candidate.problem or "no usable face was found in it."))
+            continue
+        if candidate.note:
+            outcome.warnings.append(f"{candidate.label}: {candidate.note}")
+        nearest = gallery.search(candidate.embedding, k=5) if len(gallery) else []
+        same_photo = [m for m in nearest if m.distance <= SAME_PHOTO_DISTANCE]
+        mine = [m for m in same_photo if m.name == name]
+        if mine:
+            outcome.duplicates.append((mine[0].entry_id, candidate.label))
+            continue
+        if same_photo:
+            other = same_photo[0]
+            outcome.refused.append((candidate.label, f"this is the photo already enrolled as {other.name} "
+                                                     f"(entry {other.entry_id}). If that name is wrong, rename "
+                                                     f"or delete it in the Gallery tab."))
+            continue
+        alike = nearest[0] if nearest else None
+        if alike is not None and alike.name != name and threshold is not None and alike.distance <= threshold:
+            score = f" (similarity {similarity(float(alike.distance)) * 100:.1f}%)" if similarity else ""
+            outcome.warnings.append(
+                f"{candidate.label}: this face looks like {alike.name}, who is already enrolled{score}. "
+                f"It was enrolled as {name}; if it is the same person, delete this entry or rename "
+                f"in the Gallery tab.")
+        entry = gallery.enroll(name, candidate.embedding, thumbnail=candidate.thumbnail)
+        outcome.entries.append((entry, candidate.label))
+    return outcome
