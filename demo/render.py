@@ -261,3 +261,30 @@ def enroll_payload(result) -> dict:
 
 def people_payload(people) -> list[dict]:
     return [{"name": p.name, "count": len(p.entries), "entries": list(p.entries)} for p in people]
+
+
+def bulk_summary(outcomes) -> dict:
+    """A bulk enrollment's totals (index.enrollment.Outcome list), as the API returns them."""
+    return {"people": len(outcomes),
+            "enrolled": sum(len(o.entries) for o in outcomes),
+            "already_enrolled": sum(len(o.duplicates) for o in outcomes),
+            "refused": [{"name": o.name, "photo": p, "reason": why} for o in outcomes for p, why in o.refused],
+            "warnings": [w for o in outcomes for w in o.warnings],
+            "by_person": [{"name": o.name, "enrolled": len(o.entries), "already_enrolled": len(o.duplicates),
+                           "refused": len(o.refused)} for o in outcomes]}
+
+
+def bulk_markdown(summary: dict) -> str:
+    """What a bulk enrollment did: totals, then every refusal and warning (names escaped)."""
+    lines = [f"**{summary['enrolled']}** photo{'s' if summary['enrolled'] != 1 else ''} enrolled for "
+             f"{summary['people']} {'person' if summary['people'] == 1 else 'people'}; "
+             f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused."]
+    if summary["by_person"]:
+        lines += ["", "| name | enrolled | already there | refused |", "|---|---|---|---|"]
+        lines += [f"| {md_escape(p['name'])} | {p['enrolled']} | {p['already_enrolled']} | {p['refused']} |"
+                  for p in summary["by_person"]]
+    for item in summary["refused"]:
+        lines.append(f"- Refused {md_escape(item['photo'])}: {md_escape(item['reason'])}")
+    for warning in summary["warnings"]:
+        lines.append(f"- ⚠️ {md_escape(warning)}")
+    return "\n".join(lines)

@@ -25,7 +25,8 @@ from PIL import Image
 from engine import Comparison, Face, FaceEngine, InvalidImage, load_image
 from index import GalleryCorrupt, GalleryError
 from index.enrollment import Candidate as EnrollCandidate
-from index.enrollment import admit
+from index.enrollment import Outcome, admit, candidate_from, enroll_collection
+from index.people_folder import FolderLimits, read_zip
 
 from .inputs import PhotoInput
 
@@ -43,6 +44,8 @@ class Limits:
     max_enroll_photos: int = 20      # photos in one Enroll request
     request_seconds: float = 20.0    # Compare / Identify deadline
     enroll_seconds: float = 60.0     # the whole Enroll request
+    bulk_seconds: float = 300.0      # a bulk (zip) enrollment; what is done by then stays
+    folder: FolderLimits = FolderLimits()   # a zip's photos, people and bytes
 
 
 class UserError(ValueError):
@@ -208,19 +211,25 @@ class TwinService:
         result.duplicates = [(entry, crops[label], label) for entry, label in outcome.duplicates]
         return result
 
-    def _candidate_of(self, item: PhotoInput, name: str, deadline: float) -> tuple[EnrollCandidate, np.ndarray | None]:
-        """One photo as an enrollment candidate: its single face, or why it cannot be used."""
-        try:      # two faces are enough to know a photo shows more than one person
-            (photo,) = self.photos([item], deadline=deadline, max_faces=2)
-        except InvalidImage as exc:
-            return EnrollCandidate(item.label, problem=_strip_label(str(exc), item.label)), None
-        if not photo.faces:
-            return EnrollCandidate(item.label, problem="no face was found in it."), None
-        if photo.found > 1:
-            return EnrollCandidate(item.label, problem=f"it shows {photo.found} faces; use a photo of {name} "
-                                                 f"alone (or crop it)."), None
-        face = photo.faces[0]
-        return EnrollCandidate(item.label, face.embedding, face.crop if self.thumbnails else None), face.crop
+    def _candidate_of(self, item: PhotoInput, name: str, deadline: float) -> tuple[EnrollCandidate, Any]:
+        return candidate_from(self.engine, item.source, item.label, name, deadline=deadline,
+                              thumbnails=self.thumbnails)
+
+    def enroll_zip(self, upload: PhotoInput | None, progress: Any = None) -> list[Outcome]:
+        """Bulk enrollment: a zip with one folder per person (the folder name is the name)."""
+        if upload is None:
+            raise UserError("Add a zip file first: one folder per person, named after them, with their photos.")
+        source = upload.path if upload.path is not None else io.BytesIO(upload.data or b"")
+        try:
+            collection = read_zip(source, self.limits.folder)
+        except GalleryError as exc:
+            raise UserError(str(exc)) from None
+        if not collection.people:
+            raise UserError("The zip holds no photos in person folders (expected Name/photo.jpg).")
+        deadline = time.monotonic() + self.limits.bulk_seconds
+        with _gallery_errors():
+            return enroll_collection(self.engine, self.gallery, collection.people, thumbnails=self.thumbnails,
+                                     deadline=deadline, progress=progress)
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:

@@ -80,3 +80,66 @@ def admit(gallery: Any, name: str, candidates: Sequence[Candidate],
         entry = gallery.enroll(name, candidate.embedding, thumbnail=candidate.thumbnail)
         outcome.entries.append((entry, candidate.label))
     return outcome
+
+
+# -- from photos: the part that needs the engine (the app and the CLI pass theirs in) ------------
+def candidate_from(engine: Any, source: Any, label: str, name: str, *, deadline: float | None = None,
+                   thumbnails: bool = True) -> tuple[Candidate, np.ndarray | None]:
+    """One photo as an enrollment candidate: its single face, or why it cannot be used.
+
+    Returns the candidate and the face's aligned crop (to show the user; None when refused).
+    The photo is decoded by `engine.images.load_image`; engine errors become the refusal reason.
+    """
+    from engine import FaceError, load_image
+
+    try:        # two faces are enough to know a photo shows more than one person
+        image = load_image(source)
+        (faces,) = engine.faces_batch([image], max_faces=2, deadline=deadline)
+    except FaceError as exc:
+        message = str(exc)
+        return Candidate(label, problem=message[len(label) + 2:] if message.startswith(f"{label}: ") else message), None
+    found = int(getattr(faces, "found", len(faces)))
+    if not faces:
+        return Candidate(label, problem="no face was found in it."), None
+    if found > 1:
+        return Candidate(label, problem=f"it shows {found} faces; use a photo of {name} alone (or crop it)."), None
+    face = faces[0]
+    quality = getattr(face, "quality", None)
+    if quality is not None and not getattr(quality, "ok", True):
+        reason = getattr(quality, "reason", None) or "the face is too poor to recognise reliably"
+        return Candidate(label, problem=f"{reason}."), face.crop
+    return Candidate(label, face.embedding, face.crop if thumbnails else None), face.crop
+
+
+def enroll_collection(engine: Any, gallery: Any, people: Sequence[Any], *, thumbnails: bool = True,
+                      deadline: float | None = None, progress: Any = None) -> list[Outcome]:
+    """Enroll every person of an index.people_folder collection; `progress(done, total, label)`.
+
+    Stops between photos once `deadline` (time.monotonic) has passed: what was enrolled stays,
+    the rest is reported as refused ("out of time"), so a second run picks up where this one
+    stopped (photos already there are duplicates, skipped).
+    """
+    import time
+
+    total = sum(len(p.photos) for p in people)
+    done = 0
+    outcomes = []
+    for person in people:
+        candidates = []
+        for label, source in person.photos:
+            if deadline is not None and time.monotonic() > deadline:
+                candidates.append(Candidate(label, problem="out of time for this upload; run it again "
+                                                           "to enroll the rest (what is enrolled is skipped)."))
+            else:
+                candidates.append(candidate_from(engine, source, label, person.name, deadline=deadline,
+                                                 thumbnails=thumbnails)[0])
+            done += 1
+            if progress is not None:
+                progress(done, total, label)
+        try:
+            outcomes.append(admit(gallery, person.name, candidates, similarity=getattr(engine, "similarity", None)))
+        except ValueError as exc:         # the gallery's refusal of this name (InvalidInput): report it
+            outcome = Outcome(person.name)
+            outcome.refused = [(c.label, str(exc)) for c in candidates]
+            outcomes.append(outcome)
+    return outcomes

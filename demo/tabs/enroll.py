@@ -9,7 +9,7 @@ import gradio as gr
 
 from .. import render
 from ..service import UserError
-from . import CLEAR, TabContext, example, guarded, photos, shown
+from . import CLEAR, TabContext, example, guarded, photo, photos, shown
 
 
 def build(ctx: TabContext) -> None:
@@ -25,6 +25,14 @@ def build(ctx: TabContext) -> None:
                  for entry, crop, label in r.entries + r.duplicates]
         return text, shots, render.enroll_payload(r)
 
+    @guarded
+    def enroll_zip(file, progress=gr.Progress()):
+        def tick(done, total, label):
+            progress((done, total), desc=f"{done} of {total} photos", unit="photos")
+
+        summary = render.bulk_summary(ctx.service.enroll_zip(photo(file, "the zip"), progress=tick))
+        return render.bulk_markdown(summary), summary
+
     with gr.Tab("Enroll", id="enroll"):
         gr.Markdown("One or more photos of **one** person, alone in each photo. Photos with no face "
                     "or several faces are refused.", elem_classes="twin-note")
@@ -39,6 +47,17 @@ def build(ctx: TabContext) -> None:
         gr.Examples(examples=[["Serena Williams", example("Serena_Williams_0001.jpg")]],
                     inputs=[name, files], cache_examples=False,
                     label="Example: fills the form; press Enroll to add her")
+        with gr.Accordion("Many people at once: a zip with one folder per person", open=False):
+            gr.Markdown("Zip a folder that holds **one sub-folder per person, named after them**, with their "
+                        "photos inside (`Ada Lovelace/1.jpg`, `Alan Turing/portrait.png`, ...). At most "
+                        f"{ctx.service.limits.folder.max_photos} photos and {ctx.service.limits.folder.max_people} "
+                        "people per zip. Photos already enrolled are skipped, so an interrupted upload can simply "
+                        "be sent again.", elem_classes="twin-note")
+            zip_file = gr.File(label="Zip of people", file_count="single", file_types=[".zip"], elem_id="enroll-zip")
+            zip_button = gr.Button("Enroll everyone", variant="primary", elem_id="enroll-zip-button")
+            zip_result = gr.Markdown(elem_id="enroll-zip-result")
+            with gr.Accordion("Details (JSON)", open=False):
+                zip_details = gr.JSON(label="Bulk enrollment")
 
     def wire() -> None:
         done = button.click(lambda: ["", None, None], None, [result, shots, details], **CLEAR).then(
@@ -46,5 +65,10 @@ def build(ctx: TabContext) -> None:
         done.success(lambda: ("", None), None, [name, files], **CLEAR)
         for event in ctx.after_change:
             done = done.then(**event)
+        bulk = zip_button.click(lambda: ["", None], None, [zip_result, zip_details], **CLEAR).then(
+            enroll_zip, zip_file, [zip_result, zip_details], api_name="enroll_zip")
+        bulk.success(lambda: None, None, zip_file, **CLEAR)
+        for event in ctx.after_change:
+            bulk = bulk.then(**event)
 
     ctx.later.append(wire)
