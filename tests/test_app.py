@@ -142,12 +142,15 @@ def test_enroll_refuses_photos_with_no_face_or_several_faces(client, files):
     assert not {"Group", "Nobody", "Notes"} & set(people(client))
 
 
-def test_enroll_warns_when_the_face_is_enrolled_under_another_name(client):
-    photo = handle_file(str(lfw("Tony_Blair", 2)))
-    client.predict("Tony Blair", [photo], api_name="/enroll")
-    text, _, details = client.predict("Someone Else", [photo], api_name="/enroll")
-    assert any("already enrolled as Tony Blair" in w for w in details["warnings"])
-    assert "already enrolled as Tony Blair" in text
+def test_enroll_warns_when_the_face_looks_like_someone_enrolled_and_refuses_the_same_photo(client, engine):
+    first, second = lfw("Tony_Blair", 2), lfw("Tony_Blair", 10)
+    client.predict("Tony Blair", [handle_file(str(first))], api_name="/enroll")
+    distance = engine.distance(engine.faces(first)[0].embedding, engine.faces(second)[0].embedding)
+    text, _, details = client.predict("Someone Else", [handle_file(str(second))], api_name="/enroll")
+    warned = any("looks like Tony Blair" in w for w in details["warnings"])
+    assert warned == (distance <= engine.threshold), (distance, details)
+    with pytest.raises(AppError, match="already enrolled as Tony Blair"):
+        client.predict("Someone Else", [handle_file(str(first))], api_name="/enroll")
 
 
 def test_remove_an_entry_then_a_person_and_rename(client):

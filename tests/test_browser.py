@@ -164,3 +164,30 @@ def test_the_about_page_reads_as_a_page_and_every_image_loads(page):
                            ".every(img => img.complete && img.naturalWidth > 0)")
     assert images.count() >= 2
     _screenshot(page, "about.png")
+
+
+def test_a_zip_of_people_is_enrolled_with_progress(page, tmp_path):
+    import zipfile
+
+    archive = tmp_path / "people.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for name, numbers in (("Hugo Chavez", (1, 2)), ("Colin Powell", (3, 4))):
+            for n in numbers:
+                out.write(lfw(name.replace(" ", "_"), n), f"people/{name}/{n}.jpg")
+    page.get_by_role("tab", name="Enroll").click()
+    page.get_by_text("Many people at once").click()
+    page.locator("#enroll-zip input[type=file]").set_input_files(str(archive))
+    page.get_by_text("people.zip").first.wait_for()
+    page.evaluate("""() => {                 // remember every progress text Gradio shows, however brief
+        window.twinProgress = [];
+        new MutationObserver(() => {
+            const text = document.body.innerText.match(/\\d+ of \\d+ photos/g);
+            if (text) window.twinProgress.push(...text);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }""")
+    page.locator("#enroll-zip-button").click()
+    result = page.locator("#enroll-zip-result")
+    result.get_by_text("4 photos enrolled for 2 people").wait_for()
+    assert "Colin Powell" in result.inner_text() and "Hugo Chavez" in result.inner_text()
+    assert any(p.endswith("of 4 photos") for p in page.evaluate("window.twinProgress")), "no progress was shown"
+    _screenshot(page, "enroll-zip.png")
