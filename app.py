@@ -51,8 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="address to listen on (0.0.0.0 for every interface; default %(default)s)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                    help="port to listen on (default %(default)s)")
-    p.add_argument("--gallery", default=os.environ.get("TWIN_GALLERY", "./data/gallery"), metavar="DIR",
-                   help="folder of the enrolled people (created if missing; default %(default)s)")
+    p.add_argument("--gallery", default=os.environ.get("TWIN_GALLERY", "./data/gallery"), metavar="LOCATION",
+                   help="where the enrolled people are (created if missing; default %(default)s): a folder "
+                        "(SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus "
+                        "server; https://host/collection for a managed one, token in $TWIN_MILVUS_TOKEN)")
     p.add_argument("--share", action="store_true",
                    help="also make a temporary public link through gradio.live (use with --auth)")
     p.add_argument("--auth", metavar="USER:PASS",
@@ -95,12 +97,12 @@ def on_zero_gpu(engine: FaceEngine) -> FaceEngine:
     return engine
 
 
-def open_gallery(directory: str | Path, engine: FaceEngine, thumbnails: bool = True):
-    """The gallery for this engine's embeddings (created when missing)."""
-    from index import Gallery
+def open_gallery(location: str | Path, engine: FaceEngine, thumbnails: bool = True):
+    """The gallery for this engine's embeddings (created when missing): a folder (SQLite +
+    FAISS), a *.db path (Milvus Lite) or a milvus:// / https:// URL (a Milvus server)."""
+    import index
 
-    return Gallery(directory, model_id=engine.model_id, threshold=engine.threshold,
-                   embedding_size=engine.embedding_size, thumbnails=thumbnails)
+    return index.open_gallery(str(location), engine, thumbnails=thumbnails)
 
 
 def middleware() -> list[Middleware]:

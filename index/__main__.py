@@ -9,7 +9,9 @@
     python -m index export FILE [--no-thumbnails]            the whole gallery as one file
     python -m index import FILE [--replace] [--max-entries N]
 
-Options before the command: --gallery DIR (default $TWIN_GALLERY or data/gallery),
+Options before the command: --gallery LOCATION (default $TWIN_GALLERY or data/gallery): a
+folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus
+server; https://... for a managed one, token in $TWIN_MILVUS_TOKEN),
 --weights PATH (default engine/weights/twin.pt), --json (machine-readable output).
 Exit status: 0 done; 2 refused (no face, unknown name, bad file, a busy gallery, ...: one
 "error:" line on stderr) or bad usage (as `python -m engine`).
@@ -23,13 +25,13 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import GalleryError
 from .exports import MAX_IMPORT_ENTRIES
-from .gallery import DB_NAME, Gallery
-from .reembed import load_engine, open_for, reembed
+from .gallery import Gallery, open_gallery
+from .stores import gallery_exists
+from .transfer import load_engine
 
 DEFAULT_GALLERY = os.environ.get("TWIN_GALLERY", "data/gallery")
 EXIT_REFUSED = 2
@@ -37,7 +39,9 @@ EXIT_REFUSED = 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m index", description="Twin face gallery.")
-    parser.add_argument("--gallery", default=DEFAULT_GALLERY, help="gallery directory (default: %(default)s)")
+    parser.add_argument("--gallery", default=DEFAULT_GALLERY, metavar="LOCATION",
+                        help="a folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection "
+                             "(default: %(default)s)")
     parser.add_argument("--weights", default=None, help="model weights (default: engine/weights/twin.pt)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -87,7 +91,7 @@ class Cli:
         self.args = args
         self._engine = engine
         self.out = out or sys.stdout
-        self.directory = Path(args.gallery)
+        self.location = args.gallery
 
     @property
     def engine(self) -> Any:
@@ -102,10 +106,10 @@ class Cli:
         self.say(json.dumps(data, ensure_ascii=False, indent=1) if self.args.json else text)
 
     def gallery(self, with_engine: bool) -> Gallery:
-        return open_for(self.directory, self.engine) if with_engine else Gallery(self.directory)
+        return open_gallery(self.location, self.engine if with_engine else None)
 
     def exists(self) -> bool:
-        return (self.directory / DB_NAME).exists()
+        return gallery_exists(self.location)
 
     def pick_face(self, photo: str, which: int):
         from engine import InvalidImage
@@ -159,7 +163,7 @@ class Cli:
 
     def list(self) -> int:
         if not self.exists():
-            self.emit([], f"No gallery at {self.directory} yet.")
+            self.emit([], f"No gallery at {self.location} yet.")
             return 0
         with self.gallery(with_engine=False) as g:
             if self.args.entries:
@@ -183,7 +187,7 @@ class Cli:
         if (a.name is None) == (a.entry is None):
             raise GalleryError("Give either a NAME or --entry ID.")
         if not self.exists():
-            raise GalleryError(f"No gallery at {self.directory}.")
+            raise GalleryError(f"No gallery at {self.location}.")
         with self.gallery(with_engine=False) as g:
             if a.entry is not None:
                 g.remove_entry(a.entry)
@@ -198,7 +202,7 @@ class Cli:
     def rename(self) -> int:
         a = self.args
         if not self.exists():
-            raise GalleryError(f"No gallery at {self.directory}.")
+            raise GalleryError(f"No gallery at {self.location}.")
         with self.gallery(with_engine=False) as g:
             count = g.rename_person(a.old, a.new, merge=a.merge)
         self.emit({"renamed": count}, f"Renamed {a.old!r} to {a.new!r} ({count} entries).")
@@ -206,14 +210,15 @@ class Cli:
 
     def reembed(self) -> int:
         if not self.exists():
-            raise GalleryError(f"No gallery at {self.directory}.")
+            raise GalleryError(f"No gallery at {self.location}.")
         engine = self.engine
         with self.gallery(with_engine=True) as g:
             def progress(done: int, total: int) -> None:
                 if not self.args.json:
                     print(f"\r  re-embedded {done}/{total}", end="", file=sys.stderr, flush=True)
 
-            count = reembed(g, engine, drop_missing=self.args.drop_missing, progress=progress)
+            count = g.reembed(engine.embed_crops, engine.model_id, drop_missing=self.args.drop_missing,
+                              progress=progress)
             if not self.args.json and count:
                 print(file=sys.stderr)
             left = len(g)
@@ -223,7 +228,7 @@ class Cli:
 
     def export(self) -> int:
         if not self.exists():
-            raise GalleryError(f"No gallery at {self.directory}.")
+            raise GalleryError(f"No gallery at {self.location}.")
         with self.gallery(with_engine=False) as g:
             count = g.export(self.args.file, thumbnails=not self.args.no_thumbnails)
         self.emit({"exported": count, "file": self.args.file}, f"Exported {count} entries to {self.args.file}.")

@@ -13,6 +13,11 @@ Durability, concurrency and privacy settings, chosen once here:
   back to the file system; after a deletion the log is checkpointed into the database and
   truncated to zero bytes (`checkpoint`), so deleted embeddings and thumbnails linger neither
   in the database nor in the -wal file (`vacuum()` rebuilds the file completely).
+
+Every SQL statement on a gallery's database is in this file (the folder store,
+index/stores/faiss_store.py, calls it; exports.py reads foreign export files with its own,
+guarded SQL). It is a little over 350 lines for that reason: one place to read for the schema,
+the locking and every query.
 """
 from __future__ import annotations
 
@@ -20,9 +25,10 @@ import logging
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -241,13 +247,13 @@ class Store:
 
     # -- entries ----------------------------------------------------------------------------
     def insert(self, name: str, enrolled: float, model_id: str | None, embedding: bytes,
-               png: bytes | None) -> int:
-        cur = self.conn.execute("INSERT INTO entries (name, enrolled, model_id, embedding) VALUES (?, ?, ?, ?)",
-                                (name, enrolled, model_id, embedding))
-        entry_id = int(cur.lastrowid)
+               png: bytes | None, *, entry_id: int | None = None) -> int:
+        cur = self.conn.execute("INSERT INTO entries (id, name, enrolled, model_id, embedding) VALUES (?, ?, ?, ?, ?)",
+                                (entry_id, name, enrolled, model_id, embedding))
+        new_id = int(cur.lastrowid or 0)
         if png is not None:
-            self.conn.execute("INSERT INTO thumbnails (entry_id, png) VALUES (?, ?)", (entry_id, png))
-        return entry_id
+            self.conn.execute("INSERT INTO thumbnails (entry_id, png) VALUES (?, ?)", (new_id, png))
+        return new_id
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM entries").fetchone()[0])
@@ -346,3 +352,46 @@ class Store:
 
     def vacuum(self) -> None:
         self.conn.execute("VACUUM")
+
+    # -- re-embedding and export --------------------------------------------------------------
+    def without_thumbnail(self) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM entries WHERE id NOT IN (SELECT entry_id FROM thumbnails) ORDER BY id")]
+
+    def thumbnail_batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
+        """(entry id, png) of every entry with a thumbnail, oldest first, `size` at a time."""
+        cursor = self.conn.execute("SELECT entry_id, png FROM thumbnails ORDER BY entry_id")
+        while rows := cursor.fetchmany(size):
+            yield [(int(i), bytes(png)) for i, png in rows]
+
+    def set_embeddings(self, model_id: str, updates: list[tuple[int, bytes]]) -> None:
+        """(Inside a write transaction.) New embeddings (entry id, bytes), all of `model_id`."""
+        self.conn.executemany("UPDATE entries SET embedding = ?, model_id = ? WHERE id = ?",
+                              [(blob, model_id, int(i)) for i, blob in updates])
+
+    def rows(self, *, thumbnails: bool, chunk: int = 256) -> Iterator[tuple]:
+        """(id, name, enrolled, model_id, embedding bytes, png or None) of every entry, oldest first."""
+        png = "t.png" if thumbnails else "NULL"
+        cursor = self.conn.execute(f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png} FROM entries e "
+                                   "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
+        while batch := cursor.fetchmany(chunk):
+            yield from batch
+
+
+def write_export(path: str | Path, model_id: str | None, dim: int, rows: Iterable[tuple]) -> int:
+    """Write an export file: the gallery's own schema, every row as given (id, name, enrolled,
+    model_id, embedding bytes, png or None), in one self-contained file in rollback-journal
+    mode (exports.Export refuses WAL files). Returns how many entries it holds."""
+    store = Store(path)
+    try:
+        count = 0
+        with store.transaction():
+            for entry_id, name, enrolled, model, blob, png in rows:
+                store.insert(name, enrolled, model, blob, png, entry_id=entry_id)
+                count += 1
+            store.set_meta(model_id=model_id, dim=dim, exported=repr(time.time()))
+        store.conn.execute("PRAGMA journal_mode = DELETE")
+        store.conn.execute("VACUUM")
+    finally:
+        store.close()
+    return count

@@ -521,8 +521,8 @@ def test_switches_to_ivf_above_the_exact_limit_and_back(make, faces):
     filler = rng.standard_normal((300, 128)).astype(np.float32)
     filler_ids = [g.enroll(f"filler {i}", v) for i, v in enumerate(filler)]
     g.search(faces["s5_1"].embedding)
-    assert g.index_kind == "ivf" and g._index.nlist > 1
-    g._index.nprobe = 1   # the hardest setting: an exact copy still lands in its own list
+    assert g.index_kind == "ivf" and g.store.cache.index.nlist > 1
+    g.store.cache.index.nprobe = 1   # the hardest setting: an exact copy still lands in its own list
     for key, face in faces.items():
         best = g.search(face.embedding, k=1)[0]
         assert best.entry_id == real[key] and best.distance < EPS

@@ -671,7 +671,7 @@ def test_owner_and_entries_of_a_person_are_one_indexed_query(make, faces):
         g.enroll(f"filler {i % 30}", base + 0.3 * rng.standard_normal(128).astype(np.float32))
     mine = [g.enroll("Ada", faces[k].embedding) for k in ("s6_1", "Tony_Blair_1")]
     statements: list[str] = []
-    conn = g._store.conn
+    conn = g.store._reader.conn
     conn.set_trace_callback(statements.append)
     try:
         assert g.owner(mine[1]) == "Ada"
