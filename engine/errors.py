@@ -35,3 +35,18 @@ class TooMuchWork(FaceError):
             count = "" if found is None else f" ({found} face{'' if found == 1 else 's'} found)"
             message = f"There is too much work in {what}{count}; use a photo with fewer faces or crop it."
         super().__init__(message)
+
+
+class PoorQuality(FaceError):
+    """A face too poor to enroll (engine.quality): tiny, blurred, turned away, too dark.
+
+    `quality` is the face's engine.quality.Quality; the message says what is wrong and what to
+    do ("The face is 24 px wide; use a larger photo ...").
+    """
+
+    def __init__(self, quality, message: str | None = None):
+        self.quality = quality
+        if message is None:
+            reason = getattr(quality, "reason", None) or "the face is too poor to use"
+            message = f"{reason[:1].upper()}{reason[1:]}."
+        super().__init__(message)

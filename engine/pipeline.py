@@ -17,6 +17,8 @@ from .detect import Detection, FaceDetector
 from .errors import NoFaceFound, TooMuchWork
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
+from .quality import Quality, assess
+from .verdict import DIFFERENT, SAME, VerdictBand, band_from_calibration
 
 
 @dataclass
@@ -28,6 +30,9 @@ class Face:
     landmarks: np.ndarray    # 5 x 2 float32: eyes, nose tip, mouth corners
     crop: np.ndarray         # aligned 112 x 112 x 3 uint8
     embedding: np.ndarray    # float32, L2 norm 1
+    #: How usable the face is (engine.quality): score 0..1, ok, reason, measurements. FaceEngine
+    #: fills it for every face; None only for a Face made by hand without it.
+    quality: Quality | None = None
 
 
 class FaceList(list):
@@ -53,7 +58,16 @@ class FaceList(list):
 
 @dataclass
 class Comparison:
-    """The answer to "same person?": distance, verdict at the shipped threshold, 0..1 similarity."""
+    """The answer to "same person?": distance, verdict, 0..1 similarity, and how far to trust it.
+
+    same: distance <= threshold (the shipped two-way verdict, kept as it was).
+    verdict: "same", "not sure" or "different" (engine.verdict.VERDICTS): "not sure" when the
+        distance lies in the band (low, high] around the threshold; "same" implies same is
+        True, "different" that it is False.
+    warnings: one sentence per face whose quality is not ok ("the first photo: the face is
+        blurred; use a sharper photo"); a verdict on a poor face is unreliable. Empty when both
+        faces are good.
+    """
 
     distance: float
     same: bool
@@ -61,6 +75,18 @@ class Comparison:
     face_a: Face
     face_b: Face
     threshold: float
+    verdict: str = ""
+    band: VerdictBand | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.verdict:  # made without a band: the two-way verdict
+            self.verdict = SAME if self.same else DIFFERENT
+
+    @property
+    def reliable(self) -> bool:
+        """False when either face's quality is below the floor (see warnings)."""
+        return not self.warnings
 
 
 @dataclass
@@ -102,6 +128,10 @@ class FaceEngine:
         self.threshold: float = float(self.card.get("threshold", 1.0))
         cal = self.card.get("calibration") or {}
         self.calibration = Calibration(float(cal.get("slope", 8.0)), float(cal.get("midpoint", self.threshold)))
+        #: Distances in (low, high] are "not sure": the card's `verdict_band` (fitted on the
+        #: validation people training held out), else threshold -+ a margin from the calibration.
+        self.verdict_band: VerdictBand = (VerdictBand.from_card(self.card, self.threshold)
+                                          or band_from_calibration(self.threshold, self.calibration.slope))
         self.flip_average = flip_average
         self.detector = detector or FaceDetector(device=self.device)
         self.embedding_size = self.model.config.embedding_size
@@ -140,7 +170,7 @@ class FaceEngine:
         embeddings = self.embed_crops(np.stack(flat)) if flat else np.zeros((0, self.embedding_size), np.float32)
         result, at = [], 0
         for per_photo, per_crop, count in zip(kept, crops, found):
-            faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i])
+            faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i], assess(d.box, d.score, d.landmarks, c))
                      for i, (d, c) in enumerate(zip(per_photo, per_crop))]
             at += len(faces)
             result.append(FaceList(faces, found=count))
@@ -172,9 +202,14 @@ class FaceEngine:
         """Calibrated 0..1 similarity for a distance (1 = surely the same person)."""
         return self.calibration(distance)
 
+    def verdict(self, distance: float) -> str:
+        """"same", "not sure" or "different" for a distance (see verdict_band)."""
+        return self.verdict_band.verdict(distance)
+
     def compare_faces(self, face_a: Face, face_b: Face) -> Comparison:
         d = self.distance(face_a.embedding, face_b.embedding)
-        return Comparison(d, d <= self.threshold, self.similarity(d), face_a, face_b, self.threshold)
+        return Comparison(d, d <= self.threshold, self.similarity(d), face_a, face_b, self.threshold,
+                          verdict=self.verdict(d), band=self.verdict_band, warnings=quality_warnings(face_a, face_b))
 
     def compare(self, image_a: ImageSource, image_b: ImageSource, face_a: int = 0, face_b: int = 0,
                 deadline: float | None = None) -> Comparison:
@@ -188,6 +223,16 @@ class FaceEngine:
             cap = None  # not a face number: _pick says so
         faces_a, faces_b = self.faces_batch([image_a, image_b], max_faces=cap, deadline=deadline)
         return self.compare_faces(_pick(faces_a, face_a, "first"), _pick(faces_b, face_b, "second"))
+
+
+def quality_warnings(face_a: Face, face_b: Face) -> list[str]:
+    """One sentence per face whose quality is below the floor, naming the photo."""
+    warnings = []
+    for which, face in (("first", face_a), ("second", face_b)):
+        q = face.quality
+        if q is not None and not q.ok:
+            warnings.append(f"The {which} photo: {q.reason}. A verdict on a poor-quality face is unreliable.")
+    return warnings
 
 
 def _face_cap(max_faces: int | None) -> int | None:

@@ -1,0 +1,233 @@
+"""Face quality: is this face good enough to enroll, or to trust a verdict on?
+
+Everything is measured from what the engine already has for every face, with numpy alone (no
+extra network pass): the detector's score, the face's size in the ORIGINAL photo's pixels,
+the head pose from the five landmarks, and the sharpness and brightness of the aligned crop.
+
+Each measurement is mapped onto 0..1 by a linear ramp between a "bad" and a "good" value
+(below "bad": 0, above "good": 1); the face's score is the lowest of them (a face is as
+usable as its worst aspect), and the reason is the one that set it. The ramps and
+QUALITY_FLOOR were chosen on the CelebA validation people that training holds out (never on
+LFW): see bench/quality.py and bench/results/quality.md.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+#: A face whose quality score is below this is refused for enrollment, and a verdict on it
+#: carries a warning. Chosen on the CelebA validation pairs (bench/results/quality.md).
+QUALITY_FLOOR = 0.5
+
+# The ramps: (bad, good) for each measurement; values beyond `good` score 1, beyond `bad` 0.
+#: Face width in pixels of the original photo (the detector's box). The network sees the face
+#: at about 45 px wide (64 px input), so a face of that size or more loses nothing.
+SIZE_RAMP = (20.0, 48.0)
+#: Sharpness: variance of the Laplacian on the grey face region of the 112 px aligned crop,
+#: divided by the region's variance of intensity (so that contrast and lighting cancel out).
+SHARPNESS_RAMP = (0.0005, 0.004)
+#: Yaw (left-right turn), in degrees, estimated from the nose's offset from the face's axis.
+YAW_RAMP = (50.0, 25.0)
+#: Pitch (up-down), estimated from where the nose sits between the eye line and the mouth line.
+PITCH_RAMP = (40.0, 20.0)
+#: Roll (head tilt): the alignment undoes it, so only an extreme tilt counts.
+ROLL_RAMP = (60.0, 35.0)
+#: Mean grey level (0..255) of the face region: too dark, and too bright (washed out).
+DARK_RAMP = (25.0, 60.0)
+BRIGHT_RAMP = (245.0, 215.0)
+#: The detector's confidence (the product keeps faces from 0.9 up).
+DETECTOR_RAMP = (0.9, 0.97)
+
+#: The face region of the 112 x 112 aligned crop (rows, columns): eyes, nose, mouth, cheeks;
+#: little background, none of the black fill that alignment adds beyond the photo's edge.
+FACE_REGION = (slice(36, 104), slice(24, 88))
+
+# Where the nose sits between eye line (0) and mouth line (1) on a frontal face: the template.
+_FRONTAL_NOSE_T = (71.7366 - 51.599) / (92.2848 - 51.599)
+# Nose tip depth in front of the eyes, in inter-ocular distances (an average head).
+_NOSE_DEPTH = 0.6
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How usable a face is: a 0..1 score, its components, and a reason when it is not ok.
+
+    score: the lowest of the component scores (each 0..1).
+    ok: score >= QUALITY_FLOOR.
+    reason: None when ok; otherwise one sentence for a person, saying what is wrong and what
+        to do ("the face is 24 px wide; use a larger photo").
+    The raw measurements: width_px (the face's box width in the original photo), eye_px (the
+    distance between the eyes, in the same pixels), yaw / pitch / roll (degrees, rough),
+    sharpness (normalised variance of the Laplacian), brightness (mean grey 0..255),
+    detector (the detector's confidence). components: name -> 0..1 score of each.
+    """
+
+    score: float
+    ok: bool
+    reason: str | None
+    width_px: float
+    eye_px: float
+    yaw: float
+    pitch: float
+    roll: float
+    sharpness: float
+    brightness: float
+    detector: float
+    components: dict[str, float]
+
+    def as_dict(self) -> dict:
+        """A JSON-ready summary (rounded): for APIs and logs."""
+        return {"score": round(self.score, 3), "ok": self.ok, "reason": self.reason,
+                "width_px": round(self.width_px, 1), "eye_px": round(self.eye_px, 1),
+                "yaw": round(self.yaw, 1), "pitch": round(self.pitch, 1), "roll": round(self.roll, 1),
+                "sharpness": round(self.sharpness, 4), "brightness": round(self.brightness, 1),
+                "detector": round(self.detector, 4),
+                "components": {k: round(v, 3) for k, v in self.components.items()}}
+
+
+def ramp(value: float, bad: float, good: float) -> float:
+    """0 at `bad`, 1 at `good`, linear between (either order), clipped to 0..1."""
+    if good == bad:
+        return float(value >= good)
+    return float(min(1.0, max(0.0, (value - bad) / (good - bad))))
+
+
+def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """Rough (yaw, pitch, roll) in degrees from the five landmarks (eyes, nose, mouth corners).
+
+    Roll: the angle of the eye line. Then, in the frame that undoes the roll: yaw from the
+    nose's sideways offset from the face's axis (the line through the middle of the eyes and
+    the middle of the mouth), in inter-ocular distances, through a nose depth of 0.6 of that
+    distance; pitch from how far the nose sits from its frontal place between the eye line and
+    the mouth line. Signs: yaw > 0 when the nose points to the photo's right, pitch > 0 when
+    the face looks down. Good to ten degrees or so: enough to tell a turned face from a frontal one.
+    """
+    p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    left_eye, right_eye, nose, mouth_l, mouth_r = p
+    eye_vec = right_eye - left_eye
+    eye_dist = float(np.hypot(*eye_vec))
+    roll = math.degrees(math.atan2(eye_vec[1], eye_vec[0]))
+    if eye_dist < 1e-6:
+        return 90.0, 0.0, roll
+    # Rotate so that the eye line is horizontal; unit: the inter-ocular distance.
+    c, s = eye_vec / eye_dist
+    rot = np.array([[c, s], [-s, c]])
+    q = (p - (left_eye + right_eye) / 2) @ rot.T / eye_dist
+    eye_mid = np.zeros(2)
+    mouth_mid = (q[3] + q[4]) / 2
+    axis = mouth_mid - eye_mid
+    axis_len = float(np.hypot(*axis))
+    if axis_len < 1e-6:
+        return 90.0, 0.0, roll
+    # Nose offset across the axis (positive: to the right of it).
+    across = float((q[2][0] * axis[1] - q[2][1] * axis[0]) / axis_len)
+    # The eyes' projected distance shrinks as cos(yaw) and the nose moves by depth * sin(yaw):
+    # in inter-ocular units the offset is depth * tan(yaw).
+    yaw = math.degrees(math.atan2(across, _NOSE_DEPTH))
+    # Nose position along the axis: 0 at the eye line, 1 at the mouth line.
+    along = float(np.dot(q[2], axis) / axis_len ** 2)
+    # The nose tip moves along the axis by depth * sin(pitch), against an eye-mouth span of
+    # axis_len * cos(pitch): invert for pitch.
+    shift = (along - _FRONTAL_NOSE_T) * axis_len
+    pitch = math.degrees(math.atan2(shift, _NOSE_DEPTH))
+    return yaw, pitch, roll
+
+
+def face_region_grey(crop: np.ndarray) -> np.ndarray:
+    """The face region of an aligned crop as float grey 0..255 (rescaled for other crop sizes)."""
+    crop = np.asarray(crop)
+    if crop.ndim == 3:
+        grey = crop[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    else:
+        grey = crop.astype(np.float32)
+    side = grey.shape[0]
+    if side != 112:
+        k = side / 112.0
+        rows = slice(int(round(36 * k)), int(round(104 * k)))
+        cols = slice(int(round(24 * k)), int(round(88 * k)))
+        return grey[rows, cols]
+    return grey[FACE_REGION]
+
+
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian over the variance of the intensity (0 when flat).
+
+    The plain variance of the Laplacian grows with contrast: a dim but sharp face would look
+    blurred. Divided by the intensity's variance it measures how much of the face's detail is
+    fine detail, whatever the lighting.
+    """
+    g = np.asarray(grey, dtype=np.float32)
+    lap = g[1:-1, :-2] + g[1:-1, 2:] + g[:-2, 1:-1] + g[2:, 1:-1] - 4.0 * g[1:-1, 1:-1]
+    var = float(g.var())
+    if var < 1.0:  # a flat patch: no detail at all
+        return 0.0
+    return float(lap.var()) / var / 20.0  # / 20: white noise scores 1 (its Laplacian has 20x its variance)
+
+
+def assess(box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray,
+           floor: float = QUALITY_FLOOR) -> Quality:
+    """The quality of one face from its box and landmarks (original photo's pixels), the
+    detector's score and its aligned crop (112 x 112 x 3 uint8)."""
+    return grade(**measure(box, score, landmarks, crop), floor=floor)
+
+
+def measure(box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray) -> dict[str, float]:
+    """The raw measurements of one face (the keyword arguments of grade())."""
+    box = np.asarray(box, dtype=np.float64).reshape(-1)
+    p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    yaw, pitch, roll = pose(p)
+    grey = face_region_grey(crop)
+    return {"width_px": float(box[2] - box[0]), "eye_px": float(np.hypot(*(p[1] - p[0]))),
+            "yaw": yaw, "pitch": pitch, "roll": roll, "sharpness": sharpness(grey),
+            "brightness": float(grey.mean()), "detector": float(score)}
+
+
+def grade(width_px: float, eye_px: float, yaw: float, pitch: float, roll: float, sharpness: float,
+          brightness: float, detector: float, floor: float = QUALITY_FLOOR) -> Quality:
+    """Raw measurements -> component scores, the overall score, ok and the reason."""
+    components = {
+        "size": ramp(width_px, *SIZE_RAMP),
+        "sharpness": ramp(sharpness, *SHARPNESS_RAMP),
+        "pose": min(ramp(abs(yaw), *YAW_RAMP), ramp(abs(pitch), *PITCH_RAMP), ramp(abs(roll), *ROLL_RAMP)),
+        "darkness": ramp(brightness, *DARK_RAMP),
+        "brightness": ramp(brightness, *BRIGHT_RAMP),
+        "detector": ramp(detector, *DETECTOR_RAMP),
+    }
+    worst = min(components, key=components.__getitem__)  # first of equals: the order above
+    value = components[worst]
+    ok = value >= floor
+    reason = None if ok else _reason(worst, width_px, yaw, pitch, roll)
+    return Quality(value, ok, reason, width_px, eye_px, yaw, pitch, roll, sharpness, brightness, detector,
+                   components)
+
+
+def _reason(component: str, width: float, yaw: float, pitch: float, roll: float) -> str:
+    if component == "size":
+        return f"the face is {width:.0f} px wide; use a larger photo (a face at least {SIZE_RAMP[1]:.0f} px wide)"
+    if component == "sharpness":
+        return "the face is blurred; use a sharper photo"
+    if component == "pose":
+        angles = {"turned away": abs(yaw) / YAW_RAMP[0], "tilted up or down": abs(pitch) / PITCH_RAMP[0],
+                  "tilted sideways": abs(roll) / ROLL_RAMP[0]}
+        how = max(angles, key=angles.get)
+        return f"the face is {how}; use a photo facing the camera"
+    if component == "darkness":
+        return "the photo is too dark; use a brighter photo"
+    if component == "brightness":
+        return "the photo is too bright (washed out); use a photo with softer light"
+    return "the face is hard to make out; use a clearer photo of the face"
+
+
+def require_quality(quality: Quality | None, floor: float = QUALITY_FLOOR) -> Quality:
+    """The quality itself when it reaches the floor; otherwise raise PoorQuality with the reason
+    (for enrollment: "The face is 24 px wide; use a larger photo ...")."""
+    from .errors import PoorQuality
+    if quality is None:
+        raise PoorQuality(None, "The face's quality is unknown; it cannot be checked for enrollment.")
+    if quality.score < floor:
+        reason = quality.reason or _reason(min(quality.components, key=quality.components.__getitem__),
+                                           quality.width_px, quality.yaw, quality.pitch, quality.roll)
+        raise PoorQuality(quality, f"{reason[:1].upper()}{reason[1:]}.")
+    return quality
