@@ -1,6 +1,10 @@
 """index.Gallery on real embeddings of real photos: enroll, search, identify, remove, persist,
 recover, refuse bad input, refuse other models, re-embed, export/import, threads, kill -9.
 
+The behaviour every store shares runs on each backend through one parametrised fixture
+(`make`: a folder, then Milvus Lite in a *.db path); what only the folder store has (its
+FAISS file, SQLite on disk, kill -9 of a writer) uses `make_folder`.
+
 Nothing here depends on how good the model is: an enrolled embedding searched back must come
 back at distance ~0, and thresholds are set relative to measured distances.
 """
@@ -40,28 +44,63 @@ def faces(engine, lfw, att):
     return {f"{a}_{b}": f[0] for (_, a, b), f in zip(PHOTOS, found)}
 
 
-@pytest.fixture
-def make(tmp_path, engine):
-    """make(**options) -> a Gallery in tmp_path/gallery for this engine's model (closed after)."""
-    opened = []
+BACKENDS = ["folder", "milvus-lite"]      # SQLite + FAISS in a folder; Milvus Lite in a *.db path
+FOLDER_ONLY = ("exact_limit", "nprobe", "save_every", "background")
 
-    def open_gallery(directory: Path | None = None, **options) -> Gallery:
+
+def opener(tmp_path: Path, engine, backend: str, opened: list):
+    def open_gallery(where: str | Path | None = None, **options) -> Gallery:
+        """where: None (this test's gallery), a short name (another gallery of this test, on
+        the same backend), or a location to reopen (g.location)."""
+        where = "gallery" if where is None else where
+        if isinstance(where, str) and "/" not in where:
+            where = tmp_path / (where + (".db" if backend == "milvus-lite" else ""))
         options.setdefault("model_id", engine.model_id)
         options.setdefault("threshold", engine.threshold)
         options.setdefault("embedding_size", engine.embedding_size)
-        options.setdefault("background", False)
-        g = Gallery(directory or tmp_path / "gallery", **options)
+        if backend == "folder":
+            options.setdefault("background", False)
+        else:
+            for option in FOLDER_ONLY:
+                options.pop(option, None)
+        g = Gallery(where, **options)
         opened.append(g)
         return g
+    return open_gallery
 
-    yield open_gallery
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make(tmp_path, engine, backend):
+    """make(where=None, **options) -> a Gallery for this engine's model on each backend in turn
+    (closed after the test): the behaviour every store must share."""
+    opened: list[Gallery] = []
+    yield opener(tmp_path, engine, backend, opened)
     for g in opened:
         if not g._closed:
             g.close()
 
 
-def rows(directory: Path) -> int:
-    with sqlite3.connect(directory / DB_NAME) as conn:
+@pytest.fixture
+def make_folder(tmp_path, engine):
+    """make_folder(where=None, **options): a folder gallery (SQLite + FAISS), for what only it has."""
+    opened: list[Gallery] = []
+    yield opener(tmp_path, engine, "folder", opened)
+    for g in opened:
+        if not g._closed:
+            g.close()
+
+
+def rows(g: Gallery) -> int:
+    """What the store holds, read past the Gallery: a folder's entry and thumbnail rows, or
+    the rows of the Milvus collection."""
+    if g.kind == "milvus":
+        return g.store._count()
+    with sqlite3.connect(g.directory / DB_NAME) as conn:
         return conn.execute("SELECT count(*) FROM entries").fetchone()[0] + \
             conn.execute("SELECT count(*) FROM thumbnails").fetchone()[0]
 
@@ -104,9 +143,9 @@ def test_identify_uses_the_threshold(make, faces, engine):
     nearest = g.search(stranger, k=1)[0]
     assert g.identify(stranger, threshold=nearest.distance * 0.99) is None
     assert g.identify(stranger, threshold=nearest.distance * 1.01) == nearest
-    assert make(Path(g.directory), threshold=nearest.distance * 0.99).identify(stranger) is None
+    assert make(g.location, threshold=nearest.distance * 0.99).identify(stranger) is None
     with pytest.raises(ValueError, match="threshold"):
-        make(Path(g.directory), threshold=None).identify(stranger)
+        make(g.location, threshold=None).identify(stranger)
 
 
 def test_empty_gallery(make, faces):
@@ -209,7 +248,7 @@ def test_bad_embeddings_are_refused_and_nothing_stored(make, faces, kind):
         g.search(bad)
     with pytest.raises(ValueError):
         g.identify(bad)
-    assert len(g) == 0 and rows(g.directory) == 0
+    assert len(g) == 0 and rows(g) == 0
 
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=lambda n: repr(n)[:20])
@@ -217,7 +256,7 @@ def test_bad_names_are_refused_and_nothing_stored(make, faces, name):
     g = make()
     with pytest.raises(ValueError, match="name"):
         g.enroll(name, faces["s5_1"].embedding, thumbnail=faces["s5_1"].crop)
-    assert len(g) == 0 and rows(g.directory) == 0
+    assert len(g) == 0 and rows(g) == 0
 
 
 @pytest.mark.parametrize("kind", list(BAD_THUMBNAILS))
@@ -225,7 +264,7 @@ def test_bad_thumbnails_are_refused_and_nothing_stored(make, faces, kind):
     g = make()
     with pytest.raises(ValueError, match="thumbnail"):
         g.enroll("Someone", faces["s5_1"].embedding, thumbnail=BAD_THUMBNAILS[kind])
-    assert len(g) == 0 and rows(g.directory) == 0
+    assert len(g) == 0 and rows(g) == 0
 
 
 def test_bad_k_is_refused(make, faces):
@@ -264,8 +303,7 @@ def test_thumbnails_off_stores_none(make, faces):
     g = make(thumbnails=False)
     entry = g.enroll("Bush", faces["George_W_Bush_1"].embedding, thumbnail=faces["George_W_Bush_1"].crop)
     assert g.thumbnail(entry) is None and not g.entries()[0].has_thumbnail
-    with sqlite3.connect(g.directory / DB_NAME) as conn:
-        assert conn.execute("SELECT count(*) FROM thumbnails").fetchone()[0] == 0
+    assert rows(g) == 1    # the entry, and no thumbnail (a folder counts thumbnail rows too)
 
 
 def _directory_bytes(directory: Path) -> bytes:
@@ -277,8 +315,8 @@ def _database_size(directory: Path) -> int:
     return sum(p.stat().st_size for p in (directory / DB_NAME, directory / f"{DB_NAME}-wal") if p.exists())
 
 
-def test_removing_a_person_erases_their_vectors_and_thumbnails_from_disk(make, faces):
-    g = make()
+def test_removing_a_person_erases_their_vectors_and_thumbnails_from_disk(make_folder, faces):
+    g = make_folder()
     keep = g.enroll("Powell", faces["Colin_Powell_1"].embedding, thumbnail=faces["Colin_Powell_1"].crop)
     gone = [g.enroll("Bush", faces[f"George_W_Bush_{i}"].embedding, thumbnail=faces[f"George_W_Bush_{i}"].crop)
             for i in (1, 2)]
@@ -300,15 +338,15 @@ def test_removing_a_person_erases_their_vectors_and_thumbnails_from_disk(make, f
     assert (g.directory / f"{DB_NAME}-wal").stat().st_size == 0  # the log was checkpointed and cut
     g.close()
     # also after reopening (the saved index holds no trace) and after VACUUM
-    g = make()
+    g = make_folder()
     assert [m.entry_id for m in g.search(faces["George_W_Bush_1"].embedding, k=5)] == [keep]
     g.vacuum()
     assert not any(v in _directory_bytes(g.directory) for v in vectors)
 
 
 # -- persistence and recovery -------------------------------------------------------------------
-def test_reopen_loads_the_saved_index_without_rebuilding(make, faces, monkeypatch):
-    g = make()
+def test_reopen_loads_the_saved_index_without_rebuilding(make_folder, faces, monkeypatch):
+    g = make_folder()
     ids = {k: g.enroll(k, f.embedding) for k, f in faces.items()}
     g.search(faces["s5_1"].embedding)
     g.close()
@@ -317,13 +355,13 @@ def test_reopen_loads_the_saved_index_without_rebuilding(make, faces, monkeypatc
     def no_build(*args, **kwargs):
         raise AssertionError("the saved index should have been used")
     monkeypatch.setattr(VectorIndex, "build", classmethod(no_build))
-    g = make()
+    g = make_folder()
     for key, face in faces.items():
         assert g.search(face.embedding, k=1)[0].entry_id == ids[key]
 
 
-def test_stale_index_file_catches_up(make, faces, tmp_path):
-    g = make(save_every=10_000)
+def test_stale_index_file_catches_up(make_folder, faces, tmp_path):
+    g = make_folder(save_every=10_000)
     a = g.enroll("a", faces["s5_1"].embedding)
     g.search(faces["s5_1"].embedding)
     g.save()
@@ -331,7 +369,7 @@ def test_stale_index_file_catches_up(make, faces, tmp_path):
     b = g.enroll("b", faces["s6_1"].embedding)        # not saved: as if killed here
     g.close()
     (g.directory / INDEX_NAME).write_bytes(stale)     # an index file one enrollment behind
-    g = make()
+    g = make_folder()
     assert g.search(faces["s6_1"].embedding, k=1)[0].entry_id == b
     assert {m.entry_id for m in g.search(faces["s6_1"].embedding, k=5)} == {a, b}
 
@@ -348,8 +386,8 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("kind", list(DAMAGE))
-def test_damaged_index_file_is_rebuilt(make, faces, kind, tmp_path):
-    g = make()
+def test_damaged_index_file_is_rebuilt(make_folder, faces, kind, tmp_path):
+    g = make_folder()
     ids = {k: g.enroll(k, f.embedding) for k, f in faces.items()}
     g.search(faces["s5_1"].embedding)
     g.close()
@@ -357,14 +395,14 @@ def test_damaged_index_file_is_rebuilt(make, faces, kind, tmp_path):
     if kind == "deleted":
         path.unlink()
     elif kind == "another gallery's":
-        other = make(tmp_path / "other")
+        other = make_folder("other")
         other.enroll("x", faces["s5_1"].embedding)
         other.search(faces["s5_1"].embedding)
         other.close()
         path.write_bytes((other.directory / INDEX_NAME).read_bytes())
     else:
         path.write_bytes(DAMAGE[kind](path.read_bytes()))
-    g = make()
+    g = make_folder()
     for key, face in faces.items():
         best = g.search(face.embedding, k=1)[0]
         assert best.entry_id == ids[key] and best.distance < EPS
@@ -392,6 +430,19 @@ def test_two_gallery_objects_on_one_directory_see_each_other(make, faces):
     assert g1.search(faces["s6_1"].embedding, k=1)[0].name == "Bee"
 
 
+def test_reopen_finds_every_entry(make, faces):
+    g = make()
+    ids = {k: g.enroll(k, f.embedding, thumbnail=f.crop) for k, f in faces.items()}
+    g.remove_entry(ids.pop("s7_1"))
+    g.close()
+    g = make()
+    assert len(g) == len(ids) and g.model_mismatch is None
+    for key, entry in ids.items():
+        best = g.search(faces[key].embedding, k=1)[0]
+        assert (best.entry_id, best.name) == (entry, key) and best.distance < EPS
+        assert g.thumbnail(entry) is not None
+
+
 # -- models ---------------------------------------------------------------------------------------
 def test_another_models_gallery_is_refused_until_reembedded(make, faces, engine, tmp_path):
     old = make(model_id="old-model")
@@ -417,9 +468,9 @@ def test_another_models_gallery_is_refused_until_reembedded(make, faces, engine,
         best = g.search(faces[key].embedding, k=1)[0]
         assert best.entry_id == entry and best.distance < EPS
     g.close()
-    assert make().search(faces["s5_1"].embedding, k=1)[0].entry_id == ids["s5_1"]  # persisted
-    with sqlite3.connect(g.directory / DB_NAME) as conn:
-        assert {r[0] for r in conn.execute("SELECT model_id FROM entries")} == {engine.model_id}
+    again = make()
+    assert again.search(faces["s5_1"].embedding, k=1)[0].entry_id == ids["s5_1"]  # persisted
+    assert {e.model_id for e in again.entries()} == {engine.model_id}
 
 
 def test_reembed_needs_thumbnails(make, faces, engine):
@@ -456,7 +507,7 @@ def test_export_and_import_round_trip(make, faces, tmp_path):
     exported = tmp_path / "gallery.twin"
     assert g.export(exported) == len(ids)
 
-    h = make(tmp_path / "copy")
+    h = make("copy")
     assert h.import_from(exported) == len(ids)
     assert [(p.name, p.entries) for p in h.people()] == [(p.name, p.entries) for p in g.people()]
     for key in ids:
@@ -469,7 +520,7 @@ def test_export_and_import_round_trip(make, faces, tmp_path):
 
     bare = tmp_path / "bare.twin"
     g.export(bare, thumbnails=False)
-    k = make(tmp_path / "bare")
+    k = make("bare")
     k.import_from(bare)
     assert all(not e.has_thumbnail for e in k.entries()) and len(k) == len(ids)
 
@@ -480,7 +531,7 @@ def test_bad_imports_change_nothing(make, faces, tmp_path):
     good = tmp_path / "good.twin"
     g.export(good)
 
-    target = make(tmp_path / "target")
+    target = make("target")
     target.enroll("t", faces["s6_1"].embedding)
     junk = tmp_path / "junk.twin"
     junk.write_bytes(b"not a gallery at all" * 50)
@@ -503,7 +554,7 @@ def test_bad_imports_change_nothing(make, faces, tmp_path):
     with pytest.raises(ValueError, match="nothing was imported"):
         target.import_from(poisoned)
     # another model's export into a non-empty gallery
-    other = make(tmp_path / "other", model_id="other-model")
+    other = make("other", model_id="other-model")
     other.enroll("o", faces["s5_2"].embedding)
     foreign = tmp_path / "foreign.twin"
     other.export(foreign)
@@ -514,8 +565,8 @@ def test_bad_imports_change_nothing(make, faces, tmp_path):
 
 
 # -- scale: exact, then IVF ------------------------------------------------------------------------
-def test_switches_to_ivf_above_the_exact_limit_and_back(make, faces):
-    g = make(exact_limit=60)
+def test_switches_to_ivf_above_the_exact_limit_and_back(make_folder, faces):
+    g = make_folder(exact_limit=60)
     real = {k: g.enroll(k, f.embedding, thumbnail=f.crop) for k, f in faces.items()}
     rng = np.random.default_rng(1)
     filler = rng.standard_normal((300, 128)).astype(np.float32)
@@ -529,7 +580,7 @@ def test_switches_to_ivf_above_the_exact_limit_and_back(make, faces):
     g.remove_entry(real["s5_1"])
     assert all(m.entry_id != real["s5_1"] for m in g.search(faces["s5_1"].embedding, k=20))
     g.close()
-    g = make(exact_limit=60)
+    g = make_folder(exact_limit=60)
     assert g.search(faces["s6_1"].embedding, k=1)[0].entry_id == real["s6_1"]
     assert g.index_kind == "ivf"
     for entry in filler_ids[:-10]:
@@ -538,8 +589,8 @@ def test_switches_to_ivf_above_the_exact_limit_and_back(make, faces):
     assert g.search(faces["s6_1"].embedding, k=1)[0].entry_id == real["s6_1"]
 
 
-def test_background_rebuild_keeps_answering(make, faces):
-    g = make(exact_limit=40, background=True)
+def test_background_rebuild_keeps_answering(make_folder, faces):
+    g = make_folder(exact_limit=40, background=True)
     ids = [g.enroll(f"p{i}", variant(faces["s5_1"].embedding, i, 0.5)) for i in range(30)]
     assert g.search(faces["s5_1"].embedding)[0].name.startswith("p")
     assert g.index_kind == "flat"
@@ -611,7 +662,7 @@ for i in range(start, len(vectors)):
 """
 
 
-def test_kill_9_while_enrolling_loses_nothing_that_returned(make, faces, engine, tmp_path):
+def test_kill_9_while_enrolling_loses_nothing_that_returned(make_folder, faces, engine, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     base = [f.embedding for f in faces.values()]
@@ -619,7 +670,7 @@ def test_kill_9_while_enrolling_loses_nothing_that_returned(make, faces, engine,
     np.save(data / "vectors.npy", vectors)
     np.save(data / "crops.npy", np.stack([f.crop for f in faces.values()]))
     directory = tmp_path / "gallery"
-    watcher = make(directory)                   # an open gallery in this process, all along
+    watcher = make_folder(directory)                   # an open gallery in this process, all along
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     returned: dict[int, int] = {}               # vector number -> entry id
     removed: set[int] = set()
@@ -660,7 +711,7 @@ def test_kill_9_while_enrolling_loses_nothing_that_returned(make, faces, engine,
             assert np.allclose(np.frombuffer(blob, "<f4"), vectors[i], atol=1e-6)
         start = max(start, max(int(n.split()[1]) for n, _ in stored.values()) + 1)
     # a fresh open finds them all, and so does the gallery that stayed open
-    g = make(directory, exact_limit=25)
+    g = make_folder(directory, exact_limit=25)
     for gallery in (g, watcher):
         assert len(gallery) == len(stored) >= len([e for e in returned.values() if e not in removed])
         for i, entry in returned.items():
@@ -672,8 +723,8 @@ def test_kill_9_while_enrolling_loses_nothing_that_returned(make, faces, engine,
     assert g.index_kind == ("ivf" if len(g) > 25 else "flat")
 
 
-def test_files_are_private_and_dead_temporaries_are_cleaned(make, faces, tmp_path):
-    g = make()
+def test_files_are_private_and_dead_temporaries_are_cleaned(make_folder, faces, tmp_path):
+    g = make_folder()
     g.enroll("a", faces["s5_1"].embedding, thumbnail=faces["s5_1"].crop)
     g.search(faces["s5_1"].embedding)
     g.export(tmp_path / "out.twin")
@@ -682,7 +733,7 @@ def test_files_are_private_and_dead_temporaries_are_cleaned(make, faces, tmp_pat
         assert path.stat().st_mode & 0o077 == 0, path
     leftover = g.directory / f".{INDEX_NAME}.999999999.1.tmp"   # a saver killed mid-write
     leftover.write_bytes(b"half an index")
-    make()
+    make_folder()
     assert not leftover.exists()
 
 
