@@ -14,8 +14,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 SAME = "same person"
+NOT_SURE = "not sure"
 DIFFERENT = "different people"
 UNKNOWN = "unknown"
+#: The engine's three verdicts (engine.verdict) in words.
+VERDICT_WORDS = {"same": SAME, "not sure": NOT_SURE, "different": DIFFERENT}
 
 #: Box colours: the face that was used, the other faces, and faces nobody was matched to.
 CHOSEN = (22, 163, 74)      # green
@@ -26,9 +29,11 @@ _NO_AUTOLINK = str.maketrans({":": "&#58;", "@": "&#64;", "$": "&#36;", "/": "&#
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
-def verdict_words(same: bool) -> str:
-    """The verdict in words: exactly one of `SAME` and `DIFFERENT`."""
-    return SAME if same else DIFFERENT
+def verdict_words(verdict: bool | str) -> str:
+    """The verdict in words: `SAME`, `NOT_SURE` or `DIFFERENT` (a bool: the two-way verdict)."""
+    if isinstance(verdict, bool):
+        return SAME if verdict else DIFFERENT
+    return VERDICT_WORDS[verdict]
 
 
 def percent(value: float) -> str:
@@ -57,14 +62,23 @@ def face_choice_note(which: str, count: int, used: int) -> str:
             f"Pick another with *Face in photo {which}*.")
 
 
-def compare_markdown(same: bool, distance: float, similarity: float, threshold: float,
-                     faces_a: int = 1, faces_b: int = 1, used_a: int = 1, used_b: int = 1) -> str:
-    """The Compare tab's answer: verdict, similarity, distance, and which faces were used."""
-    verdict = verdict_words(same)
-    icon = "✅" if same else "❌"
-    lines = [f"## {icon} {verdict.capitalize()}",
+def compare_markdown(verdict: bool | str, distance: float, similarity: float, threshold: float,
+                     faces_a: int = 1, faces_b: int = 1, used_a: int = 1, used_b: int = 1,
+                     band: tuple[float, float] | None = None, warnings: Sequence[str] = (),
+                     qualities: tuple[float | None, float | None] = (None, None)) -> str:
+    """The Compare tab's answer: verdict, similarity, distance, which faces, how far to trust it."""
+    words = verdict_words(verdict)
+    icon = {SAME: "✅", NOT_SURE: "❔", DIFFERENT: "❌"}[words]
+    lines = [f"## {icon} {words.capitalize()}",
              f"**Similarity {percent(similarity)}** · distance {distance:.3f} "
              f"(the same person when at most {threshold:.3f})"]
+    if words == NOT_SURE and band is not None:
+        lines.append(f"The distance lies in the uncertain band {band[0]:.3f}–{band[1]:.3f}, where the model is "
+                     "wrong about one time in ten or more: treat this pair as undecided, or try other photos.")
+    for warning in warnings:
+        lines.append(f"⚠️ {md_escape(warning)}")
+    if None not in qualities:
+        lines.append(f"Face quality: A {qualities[0] * 100:.0f}/100 · B {qualities[1] * 100:.0f}/100")
     for note in (face_choice_note("A", faces_a, used_a), face_choice_note("B", faces_b, used_b)):
         if note:
             lines.append(note)
@@ -215,19 +229,32 @@ def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
 # -- API payloads ------------------------------------------------------------------------------
 # The JSON each endpoint returns (the "Details (JSON)" blocks and gradio_client's results).
 # Built here, and only here, so the API's shape is in one place:
-#   /compare  -> compare_payload:  verdict, same, distance, similarity, similarity_percent,
-#                threshold, face_a, face_b, faces_in_a, faces_in_b, model_id
+#   /compare  -> compare_payload:  verdict ("same person" / "not sure" / "different people"),
+#                same (distance <= threshold), band [low, high] of "not sure", warnings (poor
+#                faces), quality_a / quality_b {score, ok, reason}, distance, similarity,
+#                similarity_percent, threshold, face_a, face_b, faces_in_a, faces_in_b, model_id
 #   /identify -> identify_payload: faces [{face, name, label, similarity, distance, entry_id,
 #                box, top [{name, entry_id, distance, similarity}]}], faces_found, threshold, model_id
 #   /enroll   -> enroll_payload:   name, entries [{entry_id, photo}], refused [{photo, reason}], warnings
 #   /people   -> people_payload:   [{name, count, entries}]
 def compare_payload(comparison, used_a: int, used_b: int, faces_a: int, faces_b: int, model_id: str) -> dict:
     c = comparison
-    return {"verdict": verdict_words(c.same), "same": bool(c.same),
+    band = getattr(c, "band", None)
+    return {"verdict": verdict_words(getattr(c, "verdict", "") or bool(c.same)), "same": bool(c.same),
+            "band": [round(band.low, 6), round(band.high, 6)] if band is not None else None,
+            "warnings": list(getattr(c, "warnings", [])),
+            "quality_a": _quality(c.face_a), "quality_b": _quality(c.face_b),
             "distance": round(float(c.distance), 6), "similarity": round(float(c.similarity), 6),
             "similarity_percent": percent(c.similarity), "threshold": float(c.threshold),
             "face_a": used_a, "face_b": used_b, "faces_in_a": faces_a, "faces_in_b": faces_b,
             "model_id": model_id}
+
+
+def _quality(face) -> dict | None:
+    q = getattr(face, "quality", None)
+    if q is None:
+        return None
+    return {"score": round(float(q.score), 4), "ok": bool(q.ok), "reason": q.reason}
 
 
 def identify_rows(faces) -> list[dict]:

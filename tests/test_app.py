@@ -20,7 +20,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no LFW photos in {DATA}")
 
-VERDICTS = {"same person", "different people"}
+VERDICTS = {"same person", "not sure", "different people"}
 SCRIPT = "<script>alert(1)</script>"
 
 

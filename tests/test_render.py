@@ -13,6 +13,14 @@ SCRIPT = "<script>alert(1)</script>"
 def test_verdict_is_one_of_two_phrases():
     assert render.verdict_words(True) == "same person"
     assert render.verdict_words(False) == "different people"
+    assert [render.verdict_words(v) for v in ("same", "not sure", "different")] == \
+        ["same person", "not sure", "different people"]
+
+
+def test_not_sure_says_why_and_poor_faces_are_flagged():
+    text = render.compare_markdown("not sure", 0.93, 0.5, 0.928, band=(0.85, 1.0),
+                                   warnings=["The first photo: the face is blurred; use a sharper photo."])
+    assert "Not sure" in text and "0.850–1.000" in text and "blurred" in text
 
 
 @pytest.mark.parametrize("value, text", [(0.0, "0.0%"), (0.8734, "87.3%"), (1.0, "100.0%"),

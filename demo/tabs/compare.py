@@ -15,8 +15,11 @@ def build(ctx: TabContext) -> None:
         r = ctx.service.compare(photo(photo_a, "photo A"), photo(photo_b, "photo B"), face_a, face_b)
         c = r.comparison
         n_a, n_b = r.photo_a.found, r.photo_b.found
-        text = render.compare_markdown(c.same, c.distance, c.similarity, c.threshold, n_a, n_b, r.used_a, r.used_b)
         details = render.compare_payload(c, r.used_a, r.used_b, n_a, n_b, ctx.model_id)
+        band = (c.band.low, c.band.high) if getattr(c, "band", None) is not None else None
+        scores = tuple((details[k] or {}).get("score") for k in ("quality_a", "quality_b"))
+        text = render.compare_markdown(c.verdict, c.distance, c.similarity, c.threshold, n_a, n_b, r.used_a,
+                                       r.used_b, band=band, warnings=c.warnings, qualities=scores)
         boxed = [ctx.picture(render.draw_faces(p.image, [f.box for f in p.faces], chosen=used - 1, max_side=800))
                  for p, used in ((r.photo_a, r.used_a), (r.photo_b, r.used_b))]
         return (text, details, ctx.picture(render.side_by_side(c.face_a.crop, c.face_b.crop)), *boxed,
