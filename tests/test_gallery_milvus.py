@@ -22,7 +22,7 @@ import pytest
 from index import Gallery, GalleryError, InvalidInput, ModelMismatch, open_gallery
 from index.stores import store_for
 from index.stores.faiss_store import FaissStore
-from index.stores.milvus_store import MilvusStore, new_ids, parse
+from index.stores.milvus_store import MilvusStore, location_options, new_ids, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -68,6 +68,16 @@ def test_the_location_chooses_the_store(tmp_path):
     for bad in ("milvus://db/9faces", "milvus://db/fa-ces", "milvus://db/a/b"):
         with pytest.raises(InvalidInput, match="collection name"):
             parse(bad)
+    # options after "?", for --gallery and $TWIN_GALLERY
+    assert location_options("milvus://db/faces?index=HNSW&consistency=Bounded") == {"index": "HNSW",
+                                                                                   "consistency": "Bounded"}
+    assert parse("milvus://db/faces?index=HNSW").collection == "faces"
+    with pytest.raises(InvalidInput, match="Unknown gallery option"):
+        location_options("milvus://db/faces?token=abc")
+    assert store_for(str(tmp_path / "g.db") + "?index=HNSW") is MilvusStore
+    with Gallery(str(tmp_path / "g.db") + "?index=HNSW", model_id="m") as g:
+        assert g.store.index_type == "HNSW"
+        assert g.store.client.describe_index(g.store._physical, "vector")["index_type"] == "HNSW"
 
 
 def test_a_db_path_that_is_not_milvus_lite_is_refused(make, tmp_path, faces):

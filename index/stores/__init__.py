@@ -20,7 +20,7 @@ __all__ = ["Caller", "ExportSource", "ReembedJob", "Row", "VectorStore", "STORES
 
 
 def _milvus(location: str) -> bool:
-    lowered = location.lower()
+    lowered = location.lower().split("?", 1)[0]
     return lowered.startswith(("milvus://", "http://", "https://")) or lowered.rstrip("/\\").endswith(".db")
 
 

@@ -34,7 +34,8 @@ Deleted data: a removal is immediate for every reader (a tombstone), but the byt
 the storage files until compaction rewrites them. On a server, compaction runs in the
 background when enough of a segment is deleted, and `vacuum()` (run by `python -m index
 remove`) requests it now; the old segment files are then removed from object storage by
-Milvus's garbage collection (`dataCoord.gc.dropTolerance`, 3 hours by default), and copies in
+Milvus's garbage collection once `dataCoord.gc.dropTolerance` has passed (and data changed
+within `common.retentionDuration` is not compacted yet: check both on your server); copies in
 backups or a versioned bucket stay until those expire. Milvus Lite drops rows deleted before
 they reach a data file, and otherwise compacts only when data files accumulate, so here
 `vacuum()` rewrites the collection and deletes the old files at once.
@@ -55,7 +56,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 
@@ -107,7 +108,7 @@ class Target:
 
 
 def parse(location: str, collection: str | None = None) -> Target:
-    text = location.strip()
+    text = location.strip().split("?", 1)[0]    # (options after "?": see location_options)
     parts = urlsplit(text)
     if parts.scheme.lower() in ("milvus", "http", "https") and parts.netloc:
         if parts.username or parts.password:
@@ -119,6 +120,17 @@ def parse(location: str, collection: str | None = None) -> Target:
         uri = f"{scheme}://{parts.hostname}" + (f":{port}" if port else "")
         return Target(uri, _collection_name(name), lite=False)
     return Target(str(Path(text).expanduser().resolve()), _collection_name(collection or DEFAULT_COLLECTION), True)
+
+
+def location_options(location: str) -> dict[str, str]:
+    """Store options written into the location, for the app's --gallery and $TWIN_GALLERY:
+    milvus://host:19530/faces?index=HNSW&consistency=Bounded."""
+    query = location.partition("?")[2]
+    options = dict(parse_qsl(query))
+    unknown = set(options) - {"index", "consistency"}
+    if unknown:
+        raise InvalidInput(f"Unknown gallery option(s) {sorted(unknown)} in {location!r}: index, consistency.")
+    return options
 
 
 def _collection_name(name: str) -> str:
@@ -162,16 +174,17 @@ class MilvusStore:
 
     kind = "milvus"
 
-    def __init__(self, location: str, caller: Caller, *, busy_timeout: float = 5.0, index: str = "FLAT",
-                 collection: str | None = None, consistency: str = "Strong", timeout: float = 30.0):
+    def __init__(self, location: str, caller: Caller, *, busy_timeout: float = 5.0, index: str | None = None,
+                 collection: str | None = None, consistency: str | None = None, timeout: float = 30.0):
         from pymilvus import MilvusClient
 
         self.location = str(location)
         self.target = parse(self.location, collection)
+        written = location_options(self.location)
         self.caller = caller
         self.busy_timeout = float(busy_timeout)
-        self.index_type = str(index).upper()
-        self.consistency = consistency
+        self.index_type = str(index or written.get("index") or "FLAT").upper()
+        self.consistency = consistency or written.get("consistency") or "Strong"
         self.timeout = float(timeout)
         self.closed = False
         self.directory = Path(self.target.uri) if self.target.lite else None
