@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from app_server import DATA, AppServer, lfw
+
 from index import open_gallery
 from index.stores import store_for
 from index.stores.milvus_store import MilvusStore, parse
@@ -40,7 +40,8 @@ def test_the_compose_file_parses_and_points_the_app_at_milvus():
     assert app["environment"]["TWIN_GALLERY"] == location                 # (python -m index in the container)
     assert app["depends_on"]["milvus"]["condition"] == "service_healthy"
     assert milvus["command"] == ["milvus", "run", "standalone"]
-    assert milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379" and milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
+    environment = milvus["environment"]
+    assert environment["ETCD_ENDPOINTS"] == "etcd:2379" and environment["MINIO_ADDRESS"] == "minio:9000"
     assert any(str(port).endswith("19530:19530") for port in milvus["ports"])
     build = app["build"]
     dockerfile = (DEPLOY / build["context"] / build["dockerfile"]).resolve()
