@@ -67,6 +67,27 @@ def make(tmp_path, engine):
             g.close()
 
 
+@pytest.fixture(params=["folder", "milvus-lite"])
+def make_any(request, tmp_path, engine):
+    """make_any(**options) -> a Gallery on each backend in turn (the rules every store shares)."""
+    opened = []
+
+    def open_gallery(**options) -> Gallery:
+        options.setdefault("model_id", engine.model_id)
+        options.setdefault("threshold", engine.threshold)
+        options.setdefault("embedding_size", engine.embedding_size)
+        if request.param == "folder":
+            options.setdefault("background", False)
+        g = Gallery(tmp_path / ("gallery" if request.param == "folder" else "gallery.db"), **options)
+        opened.append(g)
+        return g
+
+    yield open_gallery
+    for g in opened:
+        if not g._closed:
+            g.close()
+
+
 def contents(directory: Path) -> list[tuple]:
     """Every stored row, as SQLite holds it: what "unchanged" means."""
     with sqlite3.connect(directory / DB_NAME) as conn:
@@ -607,8 +628,8 @@ def test_gallery_busy_is_exported_with_its_message():
 
 
 # -- a retried enrollment is not a duplicate -----------------------------------------------------
-def test_a_retried_enrollment_returns_the_first_entry(make, faces):
-    g = make()
+def test_a_retried_enrollment_returns_the_first_entry(make_any, faces):
+    g = make_any()
     face = faces["George_W_Bush_1"]
     first = g.enroll("George W. Bush", face.embedding, thumbnail=face.crop)
     # the client lost the reply and sends the same photo again: the same entry, nothing added
@@ -641,10 +662,11 @@ def test_the_retry_window_ends(make, faces):
     assert len(g) == 3
 
 
-def test_simultaneous_retries_make_one_entry(make, faces):
+def test_simultaneous_retries_make_one_entry(make_any, faces):
     """Two clients (two Gallery objects, as two server processes would be) send the same enrollment
-    at the same moment: the check runs inside the write transaction, so one entry results."""
-    galleries = [make() for _ in range(4)]
+    at the same moment: the check runs inside the write transaction (a folder) or under the
+    collection's write lock and the smallest-id rule (Milvus), so one entry results."""
+    galleries = [make_any() for _ in range(4)]
     face = faces["s6_1"]
     barrier = threading.Barrier(len(galleries))
     results: list = []
@@ -726,8 +748,8 @@ def test_a_gallery_in_the_old_journal_mode_is_moved_to_wal(make, faces, tmp_path
 # -- names that look like other names (item 8; the same rule for enroll, rename and import) --------
 @pytest.mark.parametrize("name", ["Tony\u200b Blair", "Tony\u200d Blair", "abc\u202egnp.exe", "Ann\u2066 Lee",
                                   "So\u00adphie", "\ufeffAnn", "Ann\u200e", "x\u2060y"])
-def test_invisible_and_direction_characters_are_refused(make, faces, name):
-    g = make()
+def test_invisible_and_direction_characters_are_refused(make_any, faces, name):
+    g = make_any()
     with pytest.raises(InvalidInput, match="invisible or direction-control"):
         g.enroll(name, faces["s5_1"].embedding)
     g.enroll("Ann", faces["s5_1"].embedding)
@@ -736,8 +758,8 @@ def test_invisible_and_direction_characters_are_refused(make, faces, name):
     assert [p.name for p in g.people()] == ["Ann"]
 
 
-def test_joiners_that_scripts_and_emoji_need_are_kept(make, faces):
-    g = make()
+def test_joiners_that_scripts_and_emoji_need_are_kept(make_any, faces):
+    g = make_any()
     names = ["\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\U0001f469\u200d\U0001f4bb Ada"]
     for i, name in enumerate(names):
         g.enroll(name, variant(faces["s5_1"].embedding, i))
