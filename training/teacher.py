@@ -284,7 +284,7 @@ class SetJob:
             self.parts.rmdir()  # stays while another process holds a lock in it
         except OSError:
             pass
-        log(f"{self.name}: assembled {self.final} ({n} photos, {seconds.sum() / 60:.1f} CPU-min, "
+        log(f"{self.name}: assembled {self.final} ({n} photos, {seconds.sum() / 60:.1f} min, "
             f"{seconds.mean():.3f} s/photo)")
         return True
 
@@ -374,7 +374,7 @@ def write_report(result: dict, out: Path, jobs: Sequence[SetJob]) -> None:
     lines += ["", f"Pair photos: {result['photos']}; {result['no_face_in_pairs']} of them had no face found by "
               "MTCNN and were aligned with the fixed fallback landmarks.", "",
               "## Cost and coverage", "",
-              "| set | photos embedded | CPU seconds per photo (two views) |", "|---|---|---|"]
+              "| set | photos embedded | seconds per photo, wall clock (two views) |", "|---|---|---|"]
     for job in jobs:
         done, total = job.progress()
         views = job.partial()
