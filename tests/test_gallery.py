@@ -473,6 +473,15 @@ def test_another_models_gallery_is_refused_until_reembedded(make, faces, engine,
     assert {e.model_id for e in again.entries()} == {engine.model_id}
 
 
+def test_a_gallery_without_a_model_id(make, faces):
+    g = make(model_id=None)
+    entry = g.enroll("a", faces["s5_1"].embedding)
+    assert g.model_mismatch is None and g.stored_model_id is None and g.entries()[0].model_id is None
+    assert g.search(faces["s5_1"].embedding, k=1)[0].entry_id == entry
+    g.close()
+    assert "unrecorded model" in make().model_mismatch      # this engine's model: refused until re-embedded
+
+
 def test_reembed_needs_thumbnails(make, faces, engine):
     old = make(model_id="old-model")
     with_thumb = old.enroll("a", faces["s5_1"].embedding, thumbnail=faces["s5_1"].crop)

@@ -385,7 +385,7 @@ class MilvusStore:
         """(the model of the stored rows, how many rows)."""
         count = self._count()
         rows = self._query("id > 0", ["model_id"], limit=1) if count else []
-        return (rows[0]["model_id"] if rows else None), count
+        return (rows[0]["model_id"] or None if rows else None), count   # ("": stored without a model id)
 
     def _row(self, entry_id: int, name: str, enrolled: float, model: str | None, vector: np.ndarray,
              png: bytes | None) -> dict:
@@ -439,8 +439,8 @@ class MilvusStore:
                 other = self._query(f"id != {entry}", ["model_id"], limit=1)
                 if other and other[0]["model_id"] != (caller.model_id or ""):
                     self._delete([entry])
-                    checks.check_model(other[0]["model_id"], self._dim, caller.model_id, caller.dim, empty=False,
-                                       writing=True)
+                    checks.check_model(other[0]["model_id"] or None, self._dim, caller.model_id, caller.dim,
+                                       empty=False, writing=True)
             if retry_since is not None:   # the same retry taken by another replica at the same moment
                 first = min(self._copies(key, vector, retry_since), default=entry)
                 if first != entry:
@@ -602,8 +602,12 @@ class MilvusStore:
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def close(self) -> None:
+        """Let a change in progress in this process finish (at most busy_timeout), then close."""
         if self.closed:
             return
+        waited = self._write_lock.acquire(timeout=self.busy_timeout) if hasattr(self, "_write_lock") else False
+        if waited:
+            self._write_lock.release()
         self.closed = True
         try:
             client = getattr(self, "client", None)
