@@ -78,6 +78,8 @@ def main() -> int:
                                                                      "runs that already exist)")
     parser.add_argument("--only", nargs="+", default=list(ABLATIONS))
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--no-quality", action="store_true", help="skip the face-quality table (bench/quality.py; "
+                                                                   "about 40 minutes the first time, cached after)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -112,6 +114,10 @@ def main() -> int:
         "References (from the issue): a from-scratch Siamese net trained on LFW alone 65%; the best classic "
         "method with no outside data 79%; networks trained on 500k CASIA-WebFace photos 99%.",
     ]
+
+    if not args.no_quality:  # face quality against accuracy (issue 12): also writes quality.md
+        from bench.quality import run as quality_report
+        lines += ["", "## Face quality", "", *quality_report(engine)["summary"]]
 
     if args.ablations:
         train_ablations(args.ablations, args.only, args.parallel)

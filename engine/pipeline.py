@@ -5,15 +5,16 @@ import json
 import math
 import operator
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .align import CROP_SIZE, align
-from .detect import Detection, FaceDetector
+from .align import align
+from .detect import FaceDetector
 from .errors import NoFaceFound, TooMuchWork
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
@@ -162,16 +163,17 @@ class FaceEngine:
         kept = [d if cap is None else d[:cap] for d in detections]
         if any(kept):  # work is left: alignment, then the network
             self._check_deadline(deadline, found)
-            crops = [[align(picture, d.landmarks) for d in per_photo] for picture, per_photo in zip(pictures, kept)]
+            crops = [[align(picture, d.landmarks) for d in per_photo]
+                     for picture, per_photo in zip(pictures, kept, strict=True)]
             self._check_deadline(deadline, found)
         else:
             crops = [[] for _ in kept]
         flat = [c for per_photo in crops for c in per_photo]
         embeddings = self.embed_crops(np.stack(flat)) if flat else np.zeros((0, self.embedding_size), np.float32)
         result, at = [], 0
-        for per_photo, per_crop, count in zip(kept, crops, found):
+        for per_photo, per_crop, count in zip(kept, crops, found, strict=True):
             faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i], assess(d.box, d.score, d.landmarks, c))
-                     for i, (d, c) in enumerate(zip(per_photo, per_crop))]
+                     for i, (d, c) in enumerate(zip(per_photo, per_crop, strict=True))]
             at += len(faces)
             result.append(FaceList(faces, found=count))
         return result

@@ -13,7 +13,17 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import Comparison, Face, FaceEngine, ModelNotFound, NoFaceFound, load_image
+from engine import (
+    QUALITY_FLOOR,
+    VERDICTS,
+    Comparison,
+    Face,
+    FaceEngine,
+    ModelNotFound,
+    NoFaceFound,
+    Quality,
+    load_image,
+)
 from engine.model import DEFAULT_WEIGHTS, ModelConfig, TwinNet, load_checkpoint, model_id_of, save_checkpoint
 
 
@@ -55,6 +65,9 @@ def test_faces_fields_shapes_and_dtypes(engine, bush):
     assert face.crop.shape == (112, 112, 3) and face.crop.dtype == np.uint8
     assert face.embedding.shape == (engine.embedding_size,) and face.embedding.dtype == np.float32
     assert np.linalg.norm(face.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert isinstance(face.quality, Quality) and 0.0 <= face.quality.score <= 1.0
+    assert face.quality.ok == (face.quality.score >= QUALITY_FLOOR)
+    assert face.quality.width_px == pytest.approx(float(face.box[2] - face.box[0]))
 
 
 def test_faces_most_prominent_first(engine, lfw):
@@ -109,21 +122,24 @@ def test_compare_returns_a_comparison(engine, bush, powell):
     assert isinstance(result.face_a, Face) and isinstance(result.face_b, Face)
     expected = np.linalg.norm(result.face_a.embedding - result.face_b.embedding)
     assert result.distance == pytest.approx(float(expected), abs=1e-6)
+    assert result.verdict in VERDICTS and result.verdict == engine.verdict(result.distance)
+    assert result.band == engine.verdict_band and isinstance(result.warnings, list)
     swapped = engine.compare(powell, bush)
     assert swapped.distance == pytest.approx(result.distance, abs=1e-6)
+    assert swapped.verdict == result.verdict
 
 
 def test_compare_a_photo_with_itself(engine, bush):
     result = engine.compare(bush, bush)
     assert result.distance == pytest.approx(0.0, abs=1e-5)
-    assert result.same is True
+    assert result.same is True and result.verdict == "same" and result.warnings == []
     assert result.similarity == pytest.approx(engine.similarity(0.0))
 
 
 def test_similarity_falls_as_distance_grows(engine):
     values = [engine.similarity(d) for d in np.linspace(0, 2, 21)]
     assert all(0.0 <= v <= 1.0 for v in values)
-    assert all(a >= b for a, b in zip(values, values[1:])) and values[0] > values[-1]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False)) and values[0] > values[-1]
 
 
 def test_no_face_names_which_photo(engine, bush):
