@@ -202,10 +202,28 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "threshold_source": "LFW View 1 (pairsDevTrain + pairsDevTest), best accuracy",
         "calibration": result["calibration"],
         "calibration_note": "similarity = 1 / (1 + exp(slope * (distance - midpoint))), fitted on LFW View 1",
+        "verdict_band": result.get("verdict_band"),
+        "verdict_band_note": 'verdict: "same" when distance <= low, "different" when distance > high, '
+                             '"not sure" between; low <= threshold <= high (engine/verdict.py)',
     }
     path = weights.with_suffix(".json")
     path.write_text(json.dumps(card, indent=1, default=float) + "\n")
     return path
+
+
+def fit_verdict_band(engine, threshold: float) -> dict[str, Any] | None:
+    """The three-state verdict's band for the card (engine.verdict.validation_band: fitted on the
+    validation people training held out, never LFW); None, and FaceEngine falls back to a band
+    from the calibration, when those people or their cached crops are not there."""
+    from .verdict import validation_band
+    try:
+        band = validation_band(engine, threshold=threshold)
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"verdict band not fitted ({exc}); the engine will derive one from the calibration", file=sys.stderr)
+        return None
+    print(f"verdict band: not sure in ({band['low']:.4f}, {band['high']:.4f}], "
+          f"{band['fit']['share_not_sure'] * 100:.1f}% of the validation pairs")
+    return band
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -235,6 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_card:
+        result["verdict_band"] = fit_verdict_band(engine, result["threshold"])
         print("model card:", write_card(args.weights, result, engine.meta))
     return 0
 

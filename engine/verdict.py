@@ -49,7 +49,7 @@ class VerdictBand:
         return {"low": self.low, "high": self.high, "source": self.source}
 
     @classmethod
-    def from_card(cls, card: dict[str, Any], threshold: float) -> "VerdictBand | None":
+    def from_card(cls, card: dict[str, Any], threshold: float) -> VerdictBand | None:
         """The card's `verdict_band`, or None when it is missing or unusable (not numbers, or
         not holding the threshold)."""
         band = card.get("verdict_band") if isinstance(card, dict) else None
@@ -125,17 +125,23 @@ def band_stats(band: VerdictBand, distances: np.ndarray, same: np.ndarray) -> di
     }
 
 
-def validation_band(engine, data_dir=None, fraction: float | None = None, seed: int | None = None,
-                    sets: tuple[str, ...] | None = None) -> dict[str, Any]:
+def validation_band(engine, threshold: float | None = None, data_dir=None, fraction: float | None = None,
+                    seed: int | None = None, sets: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The verdict band of an engine's weights, fitted on the validation people its training held
     out (the recipe's sets, fraction and seed, from the checkpoint; the crop cache's crops);
-    returns the card entry: low, high, source and the fit's figures."""
+    returns the card entry: low, high, source and the fit's figures.
+
+    threshold: the weights' verification threshold (default engine.threshold, which comes from
+    the card already beside the weights: pass the new one when writing a new card).
+    """
     from .data import CropSet, crop_cache_file, known_sets, split_by_identity
     from .train import validation_pairs
     config = (engine.meta.get("train") or {}).get("config") or {}
     sets = tuple(sets or config.get("sets") or ("celeba_aligned", "celeba_wild", "att_train"))
-    fraction = float(fraction if fraction is not None else config.get("val_fraction") or 0.05)
-    seed = int(seed if seed is not None else config.get("seed") or 0)
+    fraction = float(fraction if fraction is not None else config.get("val_fraction", 0.05))
+    seed = int(seed if seed is not None else config.get("seed", 0))
+    if fraction <= 0:
+        raise ValueError("the weights' training held out no validation people (val_fraction 0)")
     known = known_sets(data_dir) if data_dir is not None else known_sets()
     labels, offset, files = [], 0, []
     for name in sets:
@@ -161,5 +167,5 @@ def validation_band(engine, data_dir=None, fraction: float | None = None, seed: 
               f"{'+'.join(sets)}, {len(pairs)} pairs, never LFW): a logistic P(same | distance) fitted on "
               f"them; the band is where it lies between {BAND_P:.1f} and {1 - BAND_P:.1f}, widened to hold "
               f"the threshold")
-    band, stats = fit_band(d, same, engine.threshold, source=source)
+    band, stats = fit_band(d, same, engine.threshold if threshold is None else float(threshold), source=source)
     return {**band.as_dict(), "fit": stats}

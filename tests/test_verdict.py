@@ -134,3 +134,62 @@ def test_a_comparison_made_without_a_band_keeps_the_two_way_verdict(engine, lfw)
     assert Comparison(0.1, True, 0.99, face, face, 0.9).verdict == SAME
     assert Comparison(1.5, False, 0.01, face, face, 0.9).verdict == DIFFERENT
     assert Comparison(0.1, True, 0.99, face, face, 0.9).warnings == []
+
+
+# -- fitting the band, and the card written after training ------------------------------------------
+
+def test_validation_band_is_fitted_on_held_out_people(engine, data_dir):
+    from engine.data import known_sets, load_crops
+    from engine.verdict import validation_band
+    load_crops(known_sets(data_dir)["att_train"], progress=False)  # the crop cache, built when missing
+    entry = validation_band(engine, data_dir=data_dir, sets=("att_train",), fraction=0.25, seed=0)
+    assert entry["low"] <= engine.threshold <= entry["high"]
+    assert entry["fit"]["pairs"] > 100 and "never LFW" in entry["source"] and "att_train" in entry["source"]
+    assert VerdictBand.from_card({"verdict_band": entry}, engine.threshold) is not None
+    # a new threshold (a new card's) is what the band must hold
+    assert validation_band(engine, threshold=1.4, data_dir=data_dir, sets=("att_train",), fraction=0.25)["high"] >= 1.4
+    with pytest.raises(ValueError, match="no validation people"):
+        validation_band(engine, data_dir=data_dir, sets=("att_train",), fraction=0.0)
+
+
+def card_result(card: dict) -> dict:
+    """What engine.evaluate.evaluate() returns, rebuilt from a card (write_card's input)."""
+    return {**card["lfw"], "model_id": card["model_id"], "threshold": card["threshold"],
+            "calibration": card["calibration"]}
+
+
+def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monkeypatch):
+    from engine import evaluate, verdict
+    weights = tmp_path / "twin.pt"
+    shutil.copyfile(DEFAULT_WEIGHTS, weights)
+    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    fitted = {"low": 0.8, "high": 1.0, "source": "validation people (test)", "fit": {"share_not_sure": 0.25}}
+    seen = {}
+
+    def fake_band(eng, threshold=None, **kwargs):
+        seen["threshold"] = threshold
+        return fitted
+    monkeypatch.setattr(verdict, "validation_band", fake_band)
+    result = card_result(card)
+    result["verdict_band"] = evaluate.fit_verdict_band(engine, 0.93)
+    assert seen["threshold"] == 0.93  # the new card's threshold, not the engine's old one
+    evaluate.write_card(weights, result, engine.meta)
+    written = json.loads(weights.with_suffix(".json").read_text())
+    assert written["verdict_band"] == fitted and "verdict_band_note" in written
+    assert FaceEngine(weights, device="cpu").verdict_band == VerdictBand(0.8, 1.0, "validation people (test)")
+
+
+def test_a_card_written_without_validation_data_falls_back(engine, tmp_path, monkeypatch):
+    from engine import evaluate, verdict
+    weights = tmp_path / "twin.pt"
+    shutil.copyfile(DEFAULT_WEIGHTS, weights)
+
+    def no_data(*args, **kwargs):
+        raise FileNotFoundError("no crop cache")
+    monkeypatch.setattr(verdict, "validation_band", no_data)
+    result = card_result(json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text()))
+    result["verdict_band"] = evaluate.fit_verdict_band(engine, result["threshold"])
+    assert result["verdict_band"] is None
+    evaluate.write_card(weights, result, engine.meta)
+    reread = FaceEngine(weights, device="cpu")
+    assert reread.verdict_band.source.startswith("fallback") and reread.verdict_band.low < reread.threshold
