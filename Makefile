@@ -6,13 +6,26 @@ PY     := $(VENV)/bin/python
 GALLERY ?= ./data/gallery
 ARGS   ?=
 
-.PHONY: run test train evaluate bench bench-speed bench-accuracy bench-index bench-oneshot bench-seed bench-hardening cache clean
+.PHONY: run test test-fast lint format train evaluate bench bench-speed bench-accuracy bench-index bench-oneshot bench-seed bench-hardening cache clean
 
 run: $(VENV)/.runtime
 	$(PY) app.py --gallery $(GALLERY) $(ARGS)
 
 test: $(VENV)/.dev
 	$(PY) -m pytest $(ARGS)
+
+# Under a minute: everything but the tests that start servers, browsers or training (see tests/conftest.py).
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not slow and not browser" $(ARGS)
+
+# ruff (lint + format check) and mypy on the shipped code; CI runs it before the tests.
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check engine index demo training app.py
+	$(VENV)/bin/ruff format --check engine/pipeline.py engine/quality.py engine/verdict.py demo index/enrollment.py index/people_folder.py app.py
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.dev
+	$(VENV)/bin/ruff check --fix engine index demo training app.py
 
 cache: $(VENV)/.dev
 	$(PY) -m engine.data cache

@@ -64,3 +64,26 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, where every test is required: {call.excinfo.value}"
         return report
     return None
+
+
+#: Modules whose tests start servers or subprocesses, train, or otherwise take seconds each:
+#: marked `slow` here, in one place, so `make test-fast` (-m "not slow and not browser") stays
+#: under a minute while `make test` runs everything.
+SLOW_MODULES = {"test_app", "test_app_hardening", "test_browser", "test_cli", "test_deploy_milvus",
+                "test_index_cli", "test_index_hardening", "test_gallery_milvus", "test_teacher",
+                "test_training", "test_seed", "test_oneshot", "test_engine_hardening_work",
+                "test_bulk_enroll", "test_evaluate", "test_quality"}
+BROWSER_MODULES = {"test_browser"}
+#: Single slow tests in otherwise quick modules (the Milvus Lite runs of the shared gallery
+#: behaviour suite are slow too: they start a Milvus Lite server each).
+SLOW_TESTS = {"test_switches_to_ivf_above_the_exact_limit_and_back", "test_kill_9_while_enrolling_loses_nothing_that_returned",
+              "test_threads_give_the_same_results_as_serial"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in SLOW_MODULES or item.originalname in SLOW_TESTS or "milvus" in item.name:
+            item.add_marker(pytest.mark.slow)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
