@@ -40,7 +40,7 @@ def model_section(card: dict, model_id: str) -> str:
              + (f", then shrunk to {size}×{size} pixels" if size else ""),
              "the network makes the embedding (averaged with that of the mirrored face)"]
     lines.append("\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)))
-    lines.append(f"Model id `{md_escape(model_id)}`.")
+    lines.append(f"Model id: {md_escape(model_id)}.")
     return "\n\n".join(lines)
 
 
