@@ -191,3 +191,19 @@ def test_a_zip_of_people_is_enrolled_with_progress(page, tmp_path):
     assert "Colin Powell" in result.inner_text() and "Hugo Chavez" in result.inner_text()
     assert any(p.endswith("of 4 photos") for p in page.evaluate("window.twinProgress")), "no progress was shown"
     _screenshot(page, "enroll-zip.png")
+
+
+def test_a_poor_quality_face_is_refused_with_the_reason(page, tmp_path):
+    from PIL import Image, ImageEnhance
+
+    dark = tmp_path / "dark.jpg"
+    ImageEnhance.Brightness(Image.open(lfw("Hugo_Chavez", 5))).enhance(0.15).save(dark, quality=95)
+    page.get_by_role("tab", name="Enroll").click()
+    page.locator("#enroll-name textarea, #enroll-name input").first.fill("Dark Photo")
+    page.locator("#enroll-photos input[type=file]").set_input_files(str(dark))
+    page.get_by_text("dark.jpg").first.wait_for()
+    page.locator("#enroll-button").click()
+    message = page.get_by_text("too dark; use a brighter photo").first
+    message.wait_for(state="visible")
+    page.wait_for_timeout(500)
+    _screenshot(page, "enroll-refused-quality.png")

@@ -34,8 +34,9 @@ def build(ctx: TabContext) -> None:
         return render.bulk_markdown(summary), summary
 
     with gr.Tab("Enroll", id="enroll"):
-        gr.Markdown("One or more photos of **one** person, alone in each photo. Photos with no face "
-                    "or several faces are refused.", elem_classes="twin-note")
+        gr.Markdown("One or more photos of **one** person, alone in each photo. Photos with no face, "
+                    "several faces, or a face too small, blurred, dark or turned away are refused (a poor "
+                    "enrollment makes every later identification worse).", elem_classes="twin-note")
         name = gr.Textbox(label="Name", max_length=100, elem_id="enroll-name")
         files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="enroll-photos")
         button = gr.Button("Enroll", variant="primary", elem_id="enroll-button")
