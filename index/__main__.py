@@ -1,6 +1,7 @@
 """python -m index: the gallery from the command line.
 
     python -m index enroll NAME photo.jpg [photo2.jpg ...]   one entry per photo
+    python -m index enroll-folder DIR                        one sub-folder per person (or a .zip)
     python -m index search photo.jpg [-k 5]                  nearest people, and a verdict
     python -m index list [--entries]                         who is enrolled
     python -m index remove NAME | --entry ID                 delete for good
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photos", nargs="+", metavar="photo")
     p.add_argument("--face", type=int, default=1, help="which face of each photo, 1 = most prominent")
     p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crop")
+
+    p = commands.add_parser("enroll-folder", help="enroll everyone in a folder with one sub-folder per person "
+                                                  "(the folder name is the name), or a zip of one")
+    p.add_argument("folder", help="folder (or .zip) holding Name/photo.jpg ...")
+    p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crops")
+    p.add_argument("--max-photos", type=int, default=100_000, help="refuse a collection larger than this")
 
     p = commands.add_parser("search", help="who is the (most prominent) face in a photo?")
     p.add_argument("photo")
@@ -125,6 +132,43 @@ class Cli:
         return faces[which - 1], len(faces)
 
     # -- commands ---------------------------------------------------------------------------
+    def enroll_folder(self) -> int:
+        """Bulk enrollment by index.enrollment's rules; resumable (what is there is skipped)."""
+        from pathlib import Path
+
+        from tqdm import tqdm
+
+        from .enrollment import enroll_collection
+        from .people_folder import FolderLimits, read_folder, read_zip
+
+        a = self.args
+        limits = FolderLimits(max_photos=a.max_photos, max_people=a.max_photos, max_total_bytes=1 << 40,
+                              max_members=10 * a.max_photos + 1000)
+        source = Path(a.folder)
+        collection = read_zip(source, limits) if source.suffix.lower() == ".zip" else read_folder(source, limits)
+        with self.gallery(with_engine=True) as g, \
+                tqdm(total=collection.photo_count, unit="photo", disable=a.json, file=sys.stderr) as bar:
+            def tick(done: int, total: int, label: str) -> None:
+                bar.update(1)
+                bar.set_postfix_str(label[-40:], refresh=False)
+
+            outcomes = enroll_collection(self.engine, g, collection.people, thumbnails=not a.no_thumbnail,
+                                         progress=tick)
+        summary = {"people": len(outcomes),
+                   "enrolled": sum(len(o.entries) for o in outcomes),
+                   "already_enrolled": sum(len(o.duplicates) for o in outcomes),
+                   "refused": [{"photo": p, "reason": why} for o in outcomes for p, why in o.refused],
+                   "skipped": [{"file": f, "reason": why} for f, why in collection.skipped],
+                   "warnings": [w for o in outcomes for w in o.warnings]}
+        lines = [f"{summary['enrolled']} photo(s) enrolled for {summary['people']} people; "
+                 f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused; "
+                 f"{len(summary['skipped'])} file(s) skipped."]
+        lines += [f"  refused {r['photo']}: {r['reason']}" for r in summary["refused"]]
+        lines += [f"  skipped {s['file']}: {s['reason']}" for s in summary["skipped"]]
+        lines += [f"  warning: {w}" for w in summary["warnings"]]
+        self.emit(summary, "\n".join(lines))
+        return 0
+
     def enroll(self) -> int:
         a = self.args
         chosen = [(photo, *self.pick_face(photo, a.face)) for photo in a.photos]  # all photos, or none
@@ -246,7 +290,7 @@ class Cli:
 def main(argv: Sequence[str] | None = None, engine: Any = None, out=None) -> int:
     args = build_parser().parse_args(argv)
     cli = Cli(args, engine=engine, out=out)
-    handler = getattr(cli, "import_" if args.command == "import" else args.command)
+    handler = getattr(cli, "import_" if args.command == "import" else args.command.replace("-", "_"))
     try:
         return handler()
     except (GalleryError, ValueError, LookupError, OSError) as exc:

@@ -125,3 +125,24 @@ def test_bulk_enrollment_stops_at_its_deadline_and_keeps_what_it_did(engine, peo
     assert all("out of time" in why for o in outcomes for _, why in o.refused)
     assert len(gallery) == 0
     gallery.close()
+
+
+def test_the_cli_enrolls_a_folder_with_progress_and_a_second_run_skips_everything(people_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    gallery = tmp_path / "cli-gallery"
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-m", "index", "--gallery", str(gallery), *extra, "enroll-folder",
+                               str(people_dir)], cwd=root, capture_output=True, text=True, timeout=600)
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert "4 photo(s) enrolled for 2 people; 0 already enrolled (skipped); 2 refused; 2 file(s) skipped" in first.stdout
+    assert "group.jpg: it shows 2 faces" in first.stdout and "6/6" in first.stderr     # the tqdm bar
+    second = run("--json")
+    summary = json.loads(second.stdout)
+    assert summary["enrolled"] == 0 and summary["already_enrolled"] == 4 and len(summary["refused"]) == 2
