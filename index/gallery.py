@@ -344,9 +344,13 @@ class Gallery:
 def open_gallery(location: str | Path, engine: Any = None, **options: Any) -> Gallery:
     """The gallery at `location` (a folder, a *.db path or a Milvus URL), opened for `engine`'s
     embeddings (its model id, threshold and embedding size) when one is given. The one place
-    the app (app.open_gallery) and `python -m index` open a gallery."""
+    the app (app.open_gallery) and `python -m index` open a gallery.
+
+    The gallery's threshold is the engine's *identification* threshold when it has one (naming
+    someone among many needs a stricter threshold than telling whether two photos match: with
+    N people enrolled a stranger has N chances), else its verification threshold."""
     if engine is not None:
         options.setdefault("model_id", engine.model_id)
-        options.setdefault("threshold", engine.threshold)
+        options.setdefault("threshold", getattr(engine, "identification_threshold", None) or engine.threshold)
         options.setdefault("embedding_size", engine.embedding_size)
     return Gallery(location, **options)
