@@ -110,7 +110,13 @@ def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
     lines = [head, "",
              "| face | who | similarity |", "|---|---|---|"]
     for row in rows:
-        who = md_escape(row["name"]) if row.get("name") is not None else f"*{UNKNOWN}*"
+        if row.get("name") is not None:
+            who = md_escape(row["name"])
+        elif row.get("top"):             # not within the threshold: the closest, for reference only
+            top = row["top"][0]
+            who = f"*{UNKNOWN}* (closest: {md_escape(top['name'])}, {percent(top['similarity'])})"
+        else:
+            who = f"*{UNKNOWN}*"
         sim = percent(row["similarity"]) if row.get("similarity") is not None else "–"
         lines.append(f"| {row['face']} | {who} | {sim} |")
     return "\n".join(lines)
