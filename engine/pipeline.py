@@ -16,6 +16,7 @@ import torch
 from .align import align
 from .detect import FaceDetector
 from .errors import NoFaceFound, TooMuchWork
+from .identification import IdentificationThreshold
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
 from .quality import Quality, assess
@@ -133,6 +134,14 @@ class FaceEngine:
         #: validation people training held out), else threshold -+ a margin from the calibration.
         self.verdict_band: VerdictBand = (VerdictBand.from_card(self.card, self.threshold)
                                           or band_from_calibration(self.threshold, self.calibration.slope))
+        #: Naming someone from a gallery of many (a stricter question than "same person?"): the card's
+        #: `identification_threshold`, fitted on the validation people for a target false-alarm rate at
+        #: a reference gallery size (engine.identification), else the verdict band's lower end, with a
+        #: warning. Distances <= this name the nearest person; above it the answer is "unknown".
+        self.identification: IdentificationThreshold = (
+            IdentificationThreshold.from_card(self.card)
+            or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low))
+        self.identification_threshold: float = self.identification.value
         self.flip_average = flip_average
         self.detector = detector or FaceDetector(device=self.device)
         self.embedding_size = self.model.config.embedding_size
