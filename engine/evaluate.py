@@ -205,6 +205,7 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "verdict_band": result.get("verdict_band"),
         "verdict_band_note": 'verdict: "same" when distance <= low, "different" when distance > high, '
                              '"not sure" between; low <= threshold <= high (engine/verdict.py)',
+        "identification_threshold": result.get("identification_threshold"),
     }
     path = weights.with_suffix(".json")
     path.write_text(json.dumps(card, indent=1, default=float) + "\n")
@@ -254,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_card:
         result["verdict_band"] = fit_verdict_band(engine, result["threshold"])
+        from .identification import card_entry  # fitted on the validation people, never LFW
+        result["identification_threshold"] = card_entry(engine)
         print("model card:", write_card(args.weights, result, engine.meta))
     return 0
 
