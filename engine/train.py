@@ -296,10 +296,12 @@ def lr_at(step: int, progress: float, config: TrainConfig) -> float:
 
 def train(config: TrainConfig, out: Path | None = None, resume: Path | None = None,
           run_dir: Path | None = None, device: str | None = None, progress: bool = True,
-          data: CropSet | None = None, targets: np.ndarray | None = None) -> dict[str, Any]:
+          data: CropSet | None = None, targets: np.ndarray | None = None, init: Path | None = None) -> dict[str, Any]:
     """Run one recipe; returns its summary (also written to run_dir/summary.json).
 
     data / targets: the crops and the teacher's targets (row for row) instead of the caches.
+    init: start from these weights (a checkpoint of the same architecture) instead of random
+    ones: fine-tuning, e.g. the shipped contrastive model further trained with the teacher.
     """
     from tqdm import tqdm
     torch.manual_seed(config.seed)
@@ -330,6 +332,11 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
         raise ValueError(f"singles_per_batch {config.singles_per_batch} but only {len(singles)} single-photo people")
     singles_rng = np.random.default_rng(config.seed + 1)
     model = build_model(config.model).to(dev)
+    init_id = None
+    if init is not None and not resume:
+        start = torch.load(init, map_location="cpu", weights_only=True)
+        model.load_state_dict(start["state_dict"])
+        init_id = start.get("model_id")
     projection = make_projection(config, target_tensor.shape[1]) if config.distills else None
     if projection is not None:
         projection.to(dev)
@@ -418,7 +425,8 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
                "terms_first10": {k: float(np.mean(v[:10])) for k, v in terms.items()},
                "terms_last10": {k: float(np.mean(v[-10:])) for k, v in terms.items()},
                "train_images": int(len(train_idx)), "train_people": int(len(np.unique(data.labels[train_idx]))),
-               "val": last_val, "history": history, "config": asdict(config)}
+               "val": last_val, "history": history, "config": asdict(config),
+               "initialised_from": init_id}
     out = Path(out or run_dir / "model.pt")
     summary["model_id"] = save_checkpoint(model, out, train=summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -452,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                 "(distillation only)")
     parser.add_argument("--out", type=Path, help="where the final weights go (default runs/NAME/model.pt)")
     parser.add_argument("--resume", type=Path)
+    parser.add_argument("--init", type=Path, help="start from these weights (fine-tune) instead of random ones")
     args = parser.parse_args(argv)
     config = TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else PRESETS[args.preset]
     if args.resume:
@@ -471,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         changes["augment"] = NO_AUGMENT
     config = replace(config, **changes)
     try:
-        summary = train(config, out=args.out, resume=args.resume, device=args.device)
+        summary = train(config, out=args.out, resume=args.resume, device=args.device, init=args.init)
     except TeacherTargetsMissing as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
