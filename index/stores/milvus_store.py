@@ -75,6 +75,7 @@ ID_EPOCH_MS = 1_735_689_600_000          # 2025-01-01: ids are (ms since then) <
 PIECE = 65_000                           # base64 characters per thumbnail piece (VARCHAR: <= 65,535 bytes)
 PIECES = math.ceil(thumbs.MAX_BYTES * 4 / 3 / PIECE) + 8
 MAX_TOPK = 16_384                        # Milvus's limit on one search
+LITE_FLUSH_EVERY = 256                   # Milvus Lite: flush after this many changed rows (see _changed)
 BATCH = 256
 FIELDS = ("id", "name", "name_key", "enrolled", "model_id", "has_thumbnail", "thumbnail", "vector")
 ROW_FIELDS = ["id", "name", "enrolled", "model_id", "has_thumbnail", "thumbnail"]
@@ -95,6 +96,7 @@ logging.getLogger("grpc._server").addFilter(_QuietLite())
 _lock = threading.Lock()
 _writers: dict[tuple[str, str], threading.Lock] = {}    # one change at a time per collection, per process
 _lite_users: dict[str, int] = {}                        # open Gallery objects per Milvus Lite data directory
+_unflushed: dict[str, int] = {}                         # rows changed since the last flush, per Lite directory
 _last_id = 0
 
 
@@ -265,6 +267,13 @@ class MilvusStore:
         from pymilvus import MilvusException
 
         alias = self.target.collection
+        known = getattr(self, "_physical", None)
+        if known and not create:   # one call when nothing was switched since
+            try:
+                if self.client.describe_alias(alias=alias)["collection_name"] == known:
+                    return known, self._dim
+            except MilvusException:
+                pass
         if alias in (self.client.list_aliases().get("aliases") or []):
             physical = self.client.describe_alias(alias=alias)["collection_name"]
         else:
@@ -382,10 +391,9 @@ class MilvusStore:
         return int(self._query(expr, ["count(*)"], collection=collection)[0]["count(*)"])
 
     def _stored(self) -> tuple[str | None, int]:
-        """(the model of the stored rows, how many rows)."""
-        count = self._count()
-        rows = self._query("id > 0", ["model_id"], limit=1) if count else []
-        return (rows[0]["model_id"] or None if rows else None), count   # ("": stored without a model id)
+        """(the model of the stored rows, 1 when there are any, else 0): one query."""
+        rows = self._query("id > 0", ["model_id"], limit=1)
+        return (rows[0]["model_id"] or None if rows else None), len(rows)   # ("": stored without a model id)
 
     def _row(self, entry_id: int, name: str, enrolled: float, model: str | None, vector: np.ndarray,
              png: bytes | None) -> dict:
@@ -396,10 +404,25 @@ class MilvusStore:
     def _insert(self, rows: list[dict], collection: str | None = None) -> None:
         for start in range(0, len(rows), BATCH):
             self.client.insert(collection or self.target.collection, rows[start:start + BATCH])
+            self._changed(min(BATCH, len(rows) - start), collection)
 
     def _delete(self, ids: list[int], collection: str | None = None) -> None:
         for start in range(0, len(ids), 1000):
             self.client.delete(collection or self.target.collection, ids=[int(i) for i in ids[start:start + 1000]])
+            self._changed(min(1000, len(ids) - start), collection)
+
+    def _changed(self, rows: int, collection: str | None = None) -> None:
+        """Milvus Lite keeps changes in a memtable it scans in Python on every query (35 ms
+        at 2,000 rows, growing) until 128 MB of them make it flush; so flush every
+        LITE_FLUSH_EVERY rows. (A server seals and indexes its growing segments itself.)"""
+        if not self.target.lite:
+            return
+        with _lock:
+            count = _unflushed[self.target.uri] = _unflushed.get(self.target.uri, 0) + rows
+            if count >= LITE_FLUSH_EVERY:
+                _unflushed[self.target.uri] = 0
+        if count >= LITE_FLUSH_EVERY:
+            self.client.flush(collection or self._physical)
 
     def _copies(self, key: str, vector: np.ndarray, since: float) -> list[int]:
         """Ids of recent entries of this name and model that are this very photo."""
@@ -473,6 +496,7 @@ class MilvusStore:
                 self.client.upsert(self.target.collection, [
                     self._row(r["id"], new, r["enrolled"], r["model_id"], r["vector"], unpieces(r["thumbnail"]))
                     for r in rows[start:start + BATCH]])
+                self._changed(min(BATCH, len(rows) - start))
             return len(rows)
 
     def vacuum(self) -> None:
@@ -608,6 +632,12 @@ class MilvusStore:
         waited = self._write_lock.acquire(timeout=self.busy_timeout) if hasattr(self, "_write_lock") else False
         if waited:
             self._write_lock.release()
+        if self.target.lite and _unflushed.get(self.target.uri) and getattr(self, "_physical", None):
+            try:   # so that the next start does not replay them into the slow memtable
+                self.client.flush(self._physical)
+                _unflushed[self.target.uri] = 0
+            except Exception:  # noqa: BLE001 - they are in Milvus Lite's log anyway
+                log.warning("Could not flush Milvus Lite at close; its log keeps the changes.")
         self.closed = True
         try:
             client = getattr(self, "client", None)
