@@ -99,8 +99,8 @@ class Gallery:
                     same name again returns the first entry instead of adding a duplicate
                     (a client that retried after a lost reply); 0 turns this off.
     options:        the store's own: for a folder exact_limit, nprobe, save_every, background
-                    (faiss_store.FaissStore); for Milvus index, token, collection
-                    (milvus_store.MilvusStore).
+                    (faiss_store.FaissStore); for Milvus index, consistency, collection,
+                    timeout (milvus_store.MilvusStore; the token comes from $TWIN_MILVUS_TOKEN).
     """
 
     def __init__(self, directory: str | Path, model_id: str | None = None, *, threshold: float | None = None,
