@@ -80,6 +80,8 @@ class TrainConfig:
     distill_target: str = "embedding"   # "embedding" (mirror-averaged teacher view) or "plain"
     distill_projection: str = "auto"    # "auto": none when the sizes match, else "linear"; or "none" / "linear"
     singles_per_batch: int = 0      # photos of single-photo people added to each batch (distillation only)
+    init: str | None = None         # start from these weights (fine-tuning) instead of random ones
+    recipe: str | None = None       # the configs/ file this came from (set by --config)
 
     @property
     def distills(self) -> bool:
@@ -333,6 +335,7 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     singles_rng = np.random.default_rng(config.seed + 1)
     model = build_model(config.model).to(dev)
     init_id = None
+    init = init if init is not None else (ROOT / config.init if config.init else None)
     if init is not None and not resume:
         start = torch.load(init, map_location="cpu", weights_only=True)
         model.load_state_dict(start["state_dict"])
@@ -436,7 +439,8 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the twin network with the contrastive loss.")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    parser.add_argument("--config", type=Path, help="a JSON TrainConfig (overrides the preset)")
+    parser.add_argument("--config", help="a recipe: configs/NAME.json by NAME (e.g. shipped, ablations/grey), "
+                                         "or a JSON file; overrides --preset")
     parser.add_argument("--name")
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--steps", type=int)
@@ -462,7 +466,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--init", type=Path, help="start from these weights (fine-tune) instead of random ones")
     args = parser.parse_args(argv)
-    config = TrainConfig.from_dict(json.loads(args.config.read_text())) if args.config else PRESETS[args.preset]
+    if args.config:
+        from .recipes import resolve
+        config = TrainConfig.from_dict({**resolve(args.config), "recipe": str(args.config)})
+    else:
+        config = PRESETS[args.preset]
     if args.resume:
         config = TrainConfig.from_dict(torch.load(args.resume, map_location="cpu", weights_only=False)["config"])
     model_changes = {k: v for k, v in {"input_size": args.input_size, "embedding_size": args.embedding_size,

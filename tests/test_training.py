@@ -230,3 +230,18 @@ def test_cli_reports_missing_targets_in_one_line(teacher_dir, capsys, monkeypatc
     monkeypatch.setattr(train_mod, "train", no_targets)
     assert train_mod.main(["--distill-weight", "2", "--singles-per-batch", "16", "--steps", "1"]) == 2
     assert "make teacher" in capsys.readouterr().err
+
+
+def test_recipes_are_files_over_a_base_and_the_seed_file_is_the_seed_preset():
+    from engine.recipes import ablations, about, resolve
+    from engine.train import PRESETS, TrainConfig
+
+    assert TrainConfig.from_dict(resolve("default")) == PRESETS["default"]
+    seed = TrainConfig.from_dict(resolve("seed"))
+    assert seed == PRESETS["seed"]
+    shipped = TrainConfig.from_dict(resolve("shipped"))
+    assert shipped.distill_weight == 2.0 and shipped.margin == 0.6 and shipped.init.endswith("contrastive-only.pt")
+    assert shipped.p == 42 and shipped.model == PRESETS["default"].model        # the rest from its base
+    grey = TrainConfig.from_dict(resolve("ablations/grey"))
+    assert grey.model.in_channels == 1 and grey.model.input_size == PRESETS["default"].model.input_size
+    assert "ablations/grey" in ablations() and about("ablations/grey")
