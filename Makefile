@@ -71,8 +71,9 @@ $(VENV)/.runtime: requirements.txt | $(PY)
 	$(PY) -m pip install -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt pyproject.toml
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@
 
 clean:

@@ -33,6 +33,7 @@ from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
 from demo.inputs import MAX_PHOTO_BYTES  # noqa: E402
 from demo.service import Limits  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
+from engine.settings import DEFAULT_GALLERY  # noqa: E402
 from engine import FaceEngine, FaceError  # noqa: E402
 from index import GalleryError  # noqa: E402
 
@@ -51,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="address to listen on (0.0.0.0 for every interface; default %(default)s)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                    help="port to listen on (default %(default)s)")
-    p.add_argument("--gallery", default=os.environ.get("TWIN_GALLERY", "./data/gallery"), metavar="LOCATION",
+    p.add_argument("--gallery", default=DEFAULT_GALLERY, metavar="LOCATION",
                    help="where the enrolled people are (created if missing; default %(default)s): a folder "
                         "(SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus "
                         "server; https://host/collection for a managed one, token in $TWIN_MILVUS_TOKEN)")

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from engine.data import DATA_DIR  # noqa: E402
 from engine.evaluate import evaluate  # noqa: E402

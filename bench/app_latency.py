@@ -23,8 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+from engine.settings import DATA_DIR as DATA  # noqa: E402
 PHOTOS = (DATA / "lfw" / "Serena_Williams" / "Serena_Williams_0001.jpg",
           DATA / "lfw" / "Serena_Williams" / "Serena_Williams_0002.jpg")
 READY = "twin: ready at "

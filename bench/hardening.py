@@ -40,7 +40,6 @@ import httpx
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from app_server import LFW, AppServer, lfw  # noqa: E402

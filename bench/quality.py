@@ -34,8 +34,6 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from engine import quality as Q  # noqa: E402
 from engine.align import ALIGNMENT_VERSION, align  # noqa: E402

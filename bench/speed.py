@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -39,7 +38,7 @@ from PIL import Image  # noqa: E402
 
 from engine import FaceEngine, load_image  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+from engine.settings import DATA_DIR as DATA  # noqa: E402
 LFW = DATA / "lfw"
 PAIR = [("George_W_Bush", 1), ("George_W_Bush", 2)]
 

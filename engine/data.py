@@ -33,7 +33,7 @@ from .align import ALIGNMENT_VERSION, CROP_SIZE, align
 from .detect import FaceDetector, nearest_centre
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("TWIN_DATA", ROOT.parent / "shared" / "data"))
+from .settings import DATA_DIR, MIN_FACE_SIZE  # noqa: E402  (one place for TWIN_DATA)
 CACHE_DIR = Path(os.environ.get("TWIN_CACHE", ROOT / ".cache" / "crops"))
 TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teacher"))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
@@ -96,7 +96,7 @@ class CropSet:
         return {p: i for i, p in enumerate(self.paths)}
 
 
-DETECTOR_POLICY = {"min_face_size": 20, "min_score": 0.9, "thresholds": (0.6, 0.7, 0.7), "retry_score": 0.5}
+DETECTOR_POLICY = {"min_face_size": MIN_FACE_SIZE, "min_score": 0.9, "thresholds": (0.6, 0.7, 0.7), "retry_score": 0.5}
 
 
 def cache_path(folder: FolderSet, files: Sequence[tuple[str, Path]]) -> Path:

@@ -33,7 +33,7 @@ from .errors import TooMuchWork
 from .images import DETECTION_MAX_SIDE, detection_view
 
 #: The smallest face, in pixels of the original photo, that we try to find and use.
-MIN_FACE_SIZE = 20
+from .settings import MIN_FACE_SIZE  # noqa: E402,F401  (re-exported: engine.detect.MIN_FACE_SIZE)
 #: Faces MTCNN scores below this are ignored (its own last stage stops at 0.7).
 MIN_SCORE = 0.9
 #: At most this many candidate boxes per photo go from MTCNN's first stage to its second, and a

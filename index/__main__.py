@@ -34,7 +34,7 @@ from .gallery import Gallery, open_gallery
 from .stores import gallery_exists
 from .transfer import load_engine
 
-DEFAULT_GALLERY = os.environ.get("TWIN_GALLERY", "data/gallery")
+from engine.settings import DEFAULT_GALLERY  # noqa: E402
 EXIT_REFUSED = 2
 
 

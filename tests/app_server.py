@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from engine.settings import DATA_DIR as DATA  # noqa: E402  (TWIN_DATA, or ../shared/data)
 LFW = DATA / "lfw"
 EXAMPLES = ROOT / "demo" / "examples"
 ARTIFACTS = ROOT / "test-artifacts"

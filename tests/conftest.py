@@ -5,16 +5,13 @@ tests build every odd input they need (modes, EXIF, damaged files) from them at 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` as well as `python -m pytest` from anywhere
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]   # the project is installed (pip install -e ., by make)
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from engine.settings import DATA_DIR  # noqa: E402  (TWIN_DATA, or ../shared/data)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from app_server import DATA, EXAMPLES, AppServer, lfw
+from app_server import DATA, AppServer, lfw
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402

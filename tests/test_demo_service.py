@@ -4,13 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from demo.inputs import PhotoInput
 from demo.service import Limits, TwinService, UserError, entry_number, face_number
 from engine import InvalidImage, TooMuchWork
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
 
 

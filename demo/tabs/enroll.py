@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from index.checks import MAX_NAME_LENGTH
+
 from .. import render
 from ..service import UserError
 from . import CLEAR, TabContext, example, guarded, photo, photos, shown
@@ -37,7 +39,7 @@ def build(ctx: TabContext) -> None:
         gr.Markdown("One or more photos of **one** person, alone in each photo. Photos with no face, "
                     "several faces, or a face too small, blurred, dark or turned away are refused (a poor "
                     "enrollment makes every later identification worse).", elem_classes="twin-note")
-        name = gr.Textbox(label="Name", max_length=100, elem_id="enroll-name")
+        name = gr.Textbox(label="Name", max_length=MAX_NAME_LENGTH, elem_id="enroll-name")
         files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="enroll-photos")
         button = gr.Button("Enroll", variant="primary", elem_id="enroll-button")
         result = gr.Markdown(label="Result", elem_id="enroll-result")

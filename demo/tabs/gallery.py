@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from index.checks import MAX_NAME_LENGTH
+
 from .. import render
 from . import CLEAR, TabContext, guarded, shown
 
@@ -71,7 +73,7 @@ def build(ctx: TabContext) -> None:
         person_shots = gr.Gallery(label="Entries of this person (click one to pick it)", columns=8,
                                   height=200, interactive=False, fit_columns=False, object_fit="contain")
         with gr.Row():
-            new_name = gr.Textbox(label="New name", max_length=100, elem_id="new-name")
+            new_name = gr.Textbox(label="New name", max_length=MAX_NAME_LENGTH, elem_id="new-name")
             rename_btn = gr.Button("Rename", elem_id="rename-button")
             remove_btn = gr.Button("Delete the entry (or the person)", variant="stop", elem_id="remove-button")
         result = gr.Textbox(label="Result", interactive=False, elem_id="manage-result")  # plain text
