@@ -25,7 +25,6 @@ try:  # ZeroGPU Spaces: `spaces` must be imported before torch; elsewhere it is 
 except ImportError:
     spaces = None
 
-import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
@@ -33,8 +32,8 @@ from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
 from demo.inputs import MAX_PHOTO_BYTES  # noqa: E402
 from demo.service import Limits  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
-from engine.settings import DEFAULT_GALLERY  # noqa: E402
 from engine import FaceEngine, FaceError  # noqa: E402
+from engine.settings import DEFAULT_GALLERY  # noqa: E402
 from index import GalleryError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

@@ -21,12 +21,17 @@ def _get(card: dict, *path: str) -> Any:
     return value
 
 
+def _dict(card: dict, key: str) -> dict[str, Any]:
+    value = card.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _pct(value: Any) -> str:
     return f"{float(value) * 100:.1f}%" if isinstance(value, (int, float)) else "–"
 
 
 def model_section(card: dict, model_id: str) -> str:
-    arch = card.get("architecture") if isinstance(card.get("architecture"), dict) else {}
+    arch = _dict(card, "architecture")
     size = arch.get("input_size")
     dim = arch.get("embedding_size")
     kind = {"resnet": "a small residual network (ResNet)"}.get(str(arch.get("arch")), "a convolutional network")
@@ -45,7 +50,7 @@ def model_section(card: dict, model_id: str) -> str:
 
 
 def data_section(card: dict) -> str:
-    data = card.get("training_data") if isinstance(card.get("training_data"), dict) else {}
+    data = _dict(card, "training_data")
     names = {"celeba_aligned": "CelebA (aligned crops)", "celeba_wild": "CelebA (in-the-wild photos)",
              "att_train": "AT&T faces (37 people)"}
     sets = ", ".join(names.get(s, md_escape(s)) for s in data.get("sets", [])) or "–"

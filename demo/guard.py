@@ -19,7 +19,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -28,7 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def _refuse(send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _refuse(send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = json.dumps({"detail": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -145,7 +146,7 @@ class LoginThrottle:
         wait = self.retry_after(client)
         if wait > 0:
             await _refuse(send, 429, f"Too many failed sign-ins; try again in {wait:.0f} s.",
-                          [(b"retry-after", str(int(wait) + 1).encode())])
+                          ((b"retry-after", str(int(wait) + 1).encode()),))
             return
         status = 0
 

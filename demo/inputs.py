@@ -139,7 +139,7 @@ def _label(value: Any, default: str) -> str:
     name = value.get("orig_name") if isinstance(value, dict) else None
     if isinstance(name, str) and name.strip():
         return _printable(Path(name.replace("\\", "/")).name)[:120] or default
-    if isinstance(value, (str, os.PathLike)) and not os.fspath(value)[:5].lower() == "data:":
+    if isinstance(value, (str, os.PathLike)) and os.fspath(value)[:5].lower() != "data:":
         return _printable(Path(os.fspath(value)).name)[:120] or default
     return default
 

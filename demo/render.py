@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -77,8 +77,9 @@ def compare_markdown(verdict: bool | str, distance: float, similarity: float, th
                      "wrong about one time in ten or more: treat this pair as undecided, or try other photos.")
     for warning in warnings:
         lines.append(f"⚠️ {md_escape(warning)}")
-    if None not in qualities:
-        lines.append(f"Face quality: A {qualities[0] * 100:.0f}/100 · B {qualities[1] * 100:.0f}/100")
+    quality_a, quality_b = qualities
+    if quality_a is not None and quality_b is not None:
+        lines.append(f"Face quality: A {quality_a * 100:.0f}/100 · B {quality_b * 100:.0f}/100")
     for note in (face_choice_note("A", faces_a, used_a), face_choice_note("B", faces_b, used_b)):
         if note:
             lines.append(note)
@@ -174,7 +175,7 @@ def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Seq
     scale = 1.0
     if max_side is not None and max(out.size) > max_side:
         scale = max_side / max(out.size)
-        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.BILINEAR)
+        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.Resampling.BILINEAR)
     else:
         out = out.copy()
     draw = ImageDraw.Draw(out)
@@ -213,7 +214,7 @@ def side_by_side(left: np.ndarray | Image.Image, right: np.ndarray | Image.Image
                  size: int = 224) -> Image.Image:
     """Two face crops next to each other on white, each scaled to `size` pixels square."""
     tiles = [(Image.fromarray(np.asarray(x, dtype=np.uint8)) if not isinstance(x, Image.Image) else x)
-             .convert("RGB").resize((size, size), Image.BICUBIC) for x in (left, right)]
+             .convert("RGB").resize((size, size), Image.Resampling.BICUBIC) for x in (left, right)]
     out = Image.new("RGB", (2 * size + gap, size), (255, 255, 255))
     out.paste(tiles[0], (0, 0))
     out.paste(tiles[1], (size + gap, 0))

@@ -16,10 +16,10 @@ import io
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from engine import Comparison, Face, FaceEngine, InvalidImage, load_image

@@ -26,7 +26,7 @@ def estimate_transform(landmarks: np.ndarray, size: int = CROP_SIZE) -> Similari
     """The similarity transform mapping the photo's landmarks onto the template."""
     src = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     transform = SimilarityTransform.from_estimate(src, template(size).astype(np.float64))
-    if not transform:
+    if not isinstance(transform, SimilarityTransform) or not transform:
         raise ValueError("degenerate landmarks: cannot estimate an alignment")
     return transform
 
@@ -41,6 +41,6 @@ def align(image: Image.Image, landmarks: np.ndarray, size: int = CROP_SIZE) -> n
         transform = estimate_transform(np.asarray(landmarks, dtype=np.float64) / factor, size)
     inverse = np.linalg.inv(transform.params)  # Pillow wants output -> input coefficients
     coefficients = tuple(inverse[:2].reshape(-1))
-    warped = image.transform((size, size), Image.AFFINE, coefficients, resample=Image.BILINEAR,
+    warped = image.transform((size, size), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR,
                              fillcolor=(0, 0, 0))
     return np.asarray(warped, dtype=np.uint8)

@@ -16,16 +16,22 @@ first and maps coordinates back from the downsized detection view.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from time import monotonic
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from facenet_pytorch import MTCNN
-from facenet_pytorch.models.utils.detect_face import (batched_nms_numpy, bbreg, generateBoundingBox, imresample,
-                                                      pad, rerec)
+from facenet_pytorch.models.utils.detect_face import (
+    batched_nms_numpy,
+    bbreg,
+    generateBoundingBox,
+    imresample,
+    pad,
+    rerec,
+)
 from PIL import Image
 from torchvision.ops.boxes import batched_nms
 
@@ -34,6 +40,7 @@ from .images import DETECTION_MAX_SIDE, detection_view
 
 #: The smallest face, in pixels of the original photo, that we try to find and use.
 from .settings import MIN_FACE_SIZE  # noqa: E402,F401  (re-exported: engine.detect.MIN_FACE_SIZE)
+
 #: Faces MTCNN scores below this are ignored (its own last stage stops at 0.7).
 MIN_SCORE = 0.9
 #: At most this many candidate boxes per photo go from MTCNN's first stage to its second, and a

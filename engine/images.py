@@ -9,14 +9,14 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .errors import InvalidImage
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, BinaryIO, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
 #: Refuse images above this many pixels (a decompression bomb or a panorama we cannot use).
 MAX_PIXELS = 60_000_000
@@ -207,7 +207,7 @@ def detection_view(image: Image.Image, max_side: int = DETECTION_MAX_SIDE) -> tu
         return image, 1.0
     scale = max_side / longest
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.BILINEAR), image.width / size[0]
+    return image.resize(size, Image.Resampling.BILINEAR), image.width / size[0]
 
 
 def _read_bytes(source: ImageSource) -> bytes:

@@ -32,7 +32,8 @@ def direct_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> to
     Both are expected L2-normalised (rows), so this is 2 - 2 cos(angle), in 0..4.
     """
     if student.shape != teacher.shape:
-        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings differ in shape")
+        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings "
+                         "differ in shape")
     return (student - teacher).pow(2).sum(dim=1).mean()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from .errors import InvalidInput
 
@@ -75,7 +76,7 @@ def read_folder(root: str | Path, limits: FolderLimits = FolderLimits()) -> Coll
     return _bounded(Collection(list(found.values()), skipped), limits)
 
 
-def read_zip(path: str | Path, limits: FolderLimits = FolderLimits()) -> Collection:
+def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()) -> Collection:
     """A zip of such a folder (optionally inside one top folder), read within `limits`."""
     try:
         archive = zipfile.ZipFile(path)

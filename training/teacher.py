@@ -32,13 +32,22 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.data import (DATA_DIR, TEACHER_DIR, CropSet, FolderSet, crop_cache_file, known_sets, load_crops,
-                         save_npz_atomic, teacher_targets_path)
+from engine.data import (
+    DATA_DIR,
+    TEACHER_DIR,
+    CropSet,
+    FolderSet,
+    crop_cache_file,
+    known_sets,
+    load_crops,
+    save_npz_atomic,
+    teacher_targets_path,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SETS = ("celeba_aligned", "celeba_wild", "att_train")
@@ -364,7 +373,8 @@ def write_report(result: dict, out: Path, jobs: Sequence[SetJob]) -> None:
              "found), upscaled 2x, dlib's 5-point predictor inside the fixed box (top, right, bottom, left) = "
              f"{BOX} of the crop side, then its encoder on the 150 px chip. LFW is evaluated here only to check "
              "the targets; it is never trained on.", "",
-             "| view | LFW View 2 10-fold | at the View 1 threshold | ROC AUC | TAR at FAR 1e-3 |", "|---|---|---|---|---|"]
+             "| view | LFW View 2 10-fold | at the View 1 threshold | ROC AUC | TAR at FAR 1e-3 |",
+             "|---|---|---|---|---|"]
     for view, r in result["views"].items():
         v2 = r["view2_10fold"]
         extra = f" (dlib's own 0.6: {r['view2_accuracy_at_0.6'] * 100:.2f}%)" if "view2_accuracy_at_0.6" in r else ""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import html
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 
@@ -26,7 +27,7 @@ log = logging.getLogger("twin.demo")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: Events that only redraw the page: not API endpoints, not queued.
-CLEAR = dict(queue=False, api_visibility="private", show_progress="hidden")
+CLEAR: dict[str, Any] = dict(queue=False, api_visibility="private", show_progress="hidden")
 
 
 @dataclass

@@ -29,22 +29,21 @@ PRIVACY = """
 
 
 def build(ctx: TabContext) -> None:
-    with gr.Tab("About", id="about"):
-        with gr.Column(elem_id="about-page"):
-            gr.Markdown(card.model_section(ctx.card, ctx.model_id))
-            gr.Markdown(card.data_section(ctx.card))
-            gr.Markdown(card.accuracy_section(ctx.card, ctx.threshold))
-            with gr.Row():
-                for name, label in (("roc.png", "Verification on LFW: ROC curve"),
-                                    ("oneshot_openset.png", "Identification: strangers named (FAR) and "
-                                                            "people found (DIR) as the threshold moves")):
-                    if (RESULTS / name).is_file():
-                        gr.Image(value=str(RESULTS / name), label=label, interactive=False, height=360,
-                                 buttons=[], elem_classes="about-plot")
-            gr.Markdown(card.threshold_section(ctx.card, ctx.threshold))
-            gr.Markdown(card.limits_section(ctx.card))
-            gr.Markdown(PRIVACY)
-            with gr.Accordion("The full model card (JSON)", open=False):
-                gr.JSON(value=ctx.card, label="engine/weights/twin.json")
-                if CARD_FILE.is_file():
-                    gr.DownloadButton("Download the model card", value=str(CARD_FILE), size="sm")
+    with gr.Tab("About", id="about"), gr.Column(elem_id="about-page"):
+        gr.Markdown(card.model_section(ctx.card, ctx.model_id))
+        gr.Markdown(card.data_section(ctx.card))
+        gr.Markdown(card.accuracy_section(ctx.card, ctx.threshold))
+        with gr.Row():
+            for name, label in (("roc.png", "Verification on LFW: ROC curve"),
+                                ("oneshot_openset.png", "Identification: strangers named (FAR) and "
+                                                        "people found (DIR) as the threshold moves")):
+                if (RESULTS / name).is_file():
+                    gr.Image(value=str(RESULTS / name), label=label, interactive=False, height=360,
+                             buttons=[], elem_classes="about-plot")
+        gr.Markdown(card.threshold_section(ctx.card, ctx.threshold))
+        gr.Markdown(card.limits_section(ctx.card))
+        gr.Markdown(PRIVACY)
+        with gr.Accordion("The full model card (JSON)", open=False):
+            gr.JSON(value=ctx.card, label="engine/weights/twin.json")
+            if CARD_FILE.is_file():
+                gr.DownloadButton("Download the model card", value=str(CARD_FILE), size="sm")

@@ -1,12 +1,14 @@
 """Compare: two photos, one verdict. Endpoint /compare."""
 from __future__ import annotations
 
+from typing import Literal
+
 import gradio as gr
 
 from .. import render
 from . import CLEAR, TabContext, example, guarded, photo
 
-SOURCES = ["upload", "webcam", "clipboard"]
+SOURCES: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "webcam", "clipboard"]
 
 
 def build(ctx: TabContext) -> None:

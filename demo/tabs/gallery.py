@@ -6,12 +6,14 @@ URLs stop serving at once.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from index.checks import MAX_NAME_LENGTH
 
 from .. import render
-from . import CLEAR, TabContext, guarded, shown
+from . import TabContext, guarded, shown
 
 #: The Gallery tab shows a thumbnail for at most this many people (the table lists everyone).
 MAX_COVERS = 120
@@ -79,7 +81,7 @@ def build(ctx: TabContext) -> None:
         result = gr.Textbox(label="Result", interactive=False, elem_id="manage-result")  # plain text
 
     outputs = [table, covers, everyone, person]
-    refresh_people = dict(fn=refresh, inputs=None, outputs=outputs, api_visibility="private", queue=False)
+    refresh_people: dict[str, Any] = dict(fn=refresh, inputs=None, outputs=outputs, api_visibility="private", queue=False)
     ctx.after_change.append(refresh_people)
 
     refresh_btn.click(people, None, outputs, api_name="people")
