@@ -30,11 +30,15 @@ format: $(VENV)/.dev
 cache: $(VENV)/.dev
 	$(PY) -m engine.data cache
 
-# Trains the shipped recipe into engine/weights/twin.pt, then fits its threshold and calibration
-# on LFW View 1 and writes the model card engine/weights/twin.json.
+# Trains the shipped recipe (configs/shipped.json: the contrastive weights fine-tuned with the
+# teacher's targets, which `make teacher` caches) into engine/weights/twin.pt, then fits its
+# thresholds and calibration and writes the model card engine/weights/twin.json.
+# Another recipe: make train ARGS="--config default" (contrastive only, needs no teacher).
+RECIPE ?= shipped
 train: $(VENV)/.dev
 	$(PY) -m engine.data cache
-	$(PY) -m engine.train --out engine/weights/twin.pt $(ARGS)
+	$(if $(filter shipped teacher-scratch,$(RECIPE)),$(MAKE) teacher,)
+	$(PY) -m engine.train --config $(RECIPE) --out engine/weights/twin.pt $(ARGS)
 	$(PY) -m engine.evaluate --write-card --plots bench/results
 
 evaluate: $(VENV)/.dev
