@@ -24,7 +24,8 @@ weights' training held out (CelebA + AT&T people never trained on; never LFW):
    support it, p(t) is extrapolated from its lower tail (t linear in log p, fitted between
    MIN_PAIRS pairs and TAIL_P).
 3. The shipped value is min(t_sim, t_model) (a gallery of N_ref >= n_sim people must also meet
-   the target measured at n_sim): the card says which one was binding.
+   the target measured at n_sim), less DISTANCE_MARGIN (the gallery's float32 arithmetic): the
+   card says which one was binding.
 
 engine.evaluate --write-card writes it into the model card (`identification_threshold`:
 value, target_far, reference_gallery_size, source, note, fit) for new weights;
@@ -60,6 +61,9 @@ ENROLLED_FRACTION = 0.5
 MIN_PAIRS = 20
 #: The tail of p(t) used for that extrapolation: p from MIN_PAIRS pairs up to this.
 TAIL_P = 1e-2
+#: The value is placed this far below the distance that would add a false alarm: the gallery's
+#: index computes distances in float32 (off by ~1e-7), this fit in float64.
+DISTANCE_MARGIN = 1e-4
 #: Gallery sizes the card reports the model's FAR and threshold for.
 REPORT_SIZES = (10, 100, 1000, 2000, 10000)
 
@@ -235,6 +239,7 @@ def fit_identification_threshold(embeddings: np.ndarray, labels: np.ndarray, tar
         value, binding = t_sim, f"simulation at N = {n_sim}"
     if not np.isfinite(value):
         raise ValueError("no finite threshold: too few strangers to measure the target false-alarm rate")
+    value = float(value) - DISTANCE_MARGIN
     dir_at, far_at = open_set_rates(known_d, known_ok, stranger_d, value)
     p_value = rate.smooth(value)
     # the model's FAR at this value, divided by the correction (as it under-predicted at n_sim)
