@@ -1,12 +1,20 @@
-"""The one-shot identification benchmark (bench/oneshot.py): the protocol on synthetic embeddings
-with a known answer, and on real AT&T photos through the engine and a real Gallery."""
+"""One-shot identification: the protocol (engine/openset.py) on synthetic embeddings with a known
+answer and on real AT&T photos through the engine and a real Gallery; and the benchmark script
+(bench/oneshot.py, imported only by the two tests of the script itself)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench import oneshot
-from bench.oneshot import Split, first_photo_split, open_set_rates, run_oneshot, threshold_at_far
+from engine.openset import (
+    Split,
+    first_photo_split,
+    nearest_enrolled,
+    open_set_rates,
+    random_open_set_splits,
+    run_oneshot,
+    threshold_at_far,
+)
 
 
 def unit(v):
@@ -95,16 +103,46 @@ def test_att_testing_subjects_through_the_engine_and_gallery(engine, att_test_cr
     assert np.allclose(self_result.known.top1_distance, 0, atol=1e-3)
 
 
+def test_random_open_set_splits_enroll_one_photo_of_each_chosen_person_and_keep_the_rest_strangers():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3])
+    splits = random_open_set_splits(labels, enrolled=2, splits=5, seed=3)
+    assert len(splits) == 5
+    for s in splits:
+        enrolled_people = set(labels[s.enroll])
+        assert len(s.enroll) == 2 and len(enrolled_people) == 2
+        assert set(labels[s.probes]) <= enrolled_people and not set(labels[s.strangers]) & enrolled_people
+        everything = np.sort(np.concatenate([s.enroll, s.probes, s.strangers]))
+        assert list(everything) == list(range(len(labels)))   # every photo has exactly one role
+    again = random_open_set_splits(labels, enrolled=2, splits=5, seed=3)
+    assert all((a.enroll == b.enroll).all() for a, b in zip(splits, again, strict=True))
+    with pytest.raises(ValueError):
+        random_open_set_splits(labels, enrolled=4, splits=1)   # no stranger left
+
+
+def test_nearest_enrolled_gives_what_the_gallery_gives(engine, att_test_crops, tmp_path):
+    data = att_test_crops
+    people = [data.names[label] for label in data.labels]
+    embeddings = engine.embed_crops(data.crops)
+    split = random_open_set_splits(people, enrolled=2, splits=1, seed=1)[0]
+    known_d, known_ok, stranger_d = nearest_enrolled(embeddings, people, split)
+    result = run_oneshot(embeddings, people, split, tmp_path / "g", engine.model_id, engine.threshold)
+    assert np.allclose(known_d, result.known.top1_distance, atol=1e-4)
+    assert (known_ok == result.known_correct).all()
+    assert np.allclose(stranger_d, result.strangers.top1_distance, atol=1e-4)
+
+
 def test_end_to_end_from_files_matches_each_photo_with_itself(engine, att, tmp_path):
+    from bench import oneshot
     photos = [(s, att(s, 1)) for s in ("s5", "s6", "s7")] + [("s5 again", att("s5", 4))]
     t = oneshot.time_end_to_end(engine, photos, photos, tmp_path / "g")
     assert t["enroll_no_face"] == 0 and t["identify_no_face"] == 0 and t["gallery_size"] == 4
     assert t["identified_right"] == 4 and t["enroll_per_s"] > 0 and t["identify_per_s"] > 0
 
 
-def test_the_script_writes_its_tables_and_plot(tmp_path, monkeypatch, att_test_crops):
+def test_the_script_writes_its_tables_and_plot(engine, tmp_path, monkeypatch, att_test_crops):
     """The whole script on tiny inputs: AT&T limited to the first 2 people of each of its sets
     (s1, s10; s5, s6), and an "LFW" made of AT&T testing crops where s7 has a single photo (a stranger)."""
+    from bench import oneshot
     real_load_set = oneshot.load_set
 
     def fake_load_set(names, limit):
@@ -122,5 +160,8 @@ def test_the_script_writes_its_tables_and_plot(tmp_path, monkeypatch, att_test_c
     text = out.read_text()
     assert "AT&T, 4-way one-shot" in text and "2 testing subjects" in text and "2 training subjects" in text
     assert "LFW, closed set: 2-way" in text and "open set: 2 enrolled, 1 strangers" in text
-    assert "(shipped)" in text and "photos/s" in text and "limited run" in text
+    assert "(shipped identification threshold)" in text and "photos/s" in text and "limited run" in text
+    assert f"identification threshold {engine.identification_threshold:.3f}" in text
+    assert "verification threshold: not for naming" in text and "reporting only" in text
+    assert "how FAR grows with the number of people enrolled" in text
     assert (tmp_path / "oneshot_openset.png").stat().st_size > 10_000
