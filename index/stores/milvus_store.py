@@ -18,10 +18,12 @@ Changes. Milvus has no transactions; changes are serialised within a process (on
 collection, GalleryBusy after busy_timeout), and across processes these rules keep replicas
 consistent: entry ids are milliseconds since 2025 x 4096 + 12 random bits (unique within a
 process, ordered across replicas by their clocks, below 2**53 so JavaScript clients keep
-them exact); a retried enrollment is looked for before inserting and again after, where all
-copies of the same photo give way to the smallest id, so two replicas that take the same
-retry at the same moment keep one entry (unless their clocks differ by more than the time
-between the two requests); an import that fails part-way deletes what it added; a rename
+them exact); a retried enrollment is looked for before inserting and again after (on a
+server, 50 ms after), where all copies of the same photo give way to the smallest id. So two
+replicas that take the same retry at the same moment keep one entry, unless one of them
+drew its id and then took longer than that to land its insert, or their clocks disagree by
+more than the gap between the two requests: without transactions or conditional writes in
+Milvus, this narrows the window, it cannot close it. An import that fails part-way deletes what it added; a rename
 rewrites the person's rows (upsert, row by row). Re-embedding re-reads entries added while
 it ran before it switches; changes that land in the last milliseconds before the switch, on
 other replicas, can be lost: run `python -m index reembed` with the other replicas stopped.
@@ -75,6 +77,7 @@ ID_EPOCH_MS = 1_735_689_600_000          # 2025-01-01: ids are (ms since then) <
 PIECE = 65_000                           # base64 characters per thumbnail piece (VARCHAR: <= 65,535 bytes)
 PIECES = math.ceil(thumbs.MAX_BYTES * 4 / 3 / PIECE) + 8
 MAX_TOPK = 16_384                        # Milvus's limit on one search
+REPLICA_SETTLE_S = 0.05                  # a server: wait this long before the after-insert retry check
 LITE_FLUSH_EVERY = 256                   # Milvus Lite: flush after this many changed rows (see _changed)
 BATCH = 256
 FIELDS = ("id", "name", "name_key", "enrolled", "model_id", "has_thumbnail", "thumbnail", "vector")
@@ -188,6 +191,7 @@ class MilvusStore:
         self.index_type = str(index or written.get("index") or "FLAT").upper()
         self.consistency = consistency or written.get("consistency") or "Strong"
         self.timeout = float(timeout)
+        self.settle = 0.0 if self.target.lite else REPLICA_SETTLE_S   # Milvus Lite: one process, one lock
         self.closed = False
         self.directory = Path(self.target.uri) if self.target.lite else None
         if caller.model_id is not None and len(caller.model_id.encode()) > 200:
@@ -456,8 +460,10 @@ class MilvusStore:
                 earlier = self._copies(key, vector, retry_since)
                 if earlier:
                     return min(earlier)
-            (entry,) = new_ids(1)
-            self._insert([self._row(entry, name, time.time(), caller.model_id, vector, png)])
+            row = self._row(0, name, time.time(), caller.model_id, vector, png)
+            (entry,) = new_ids(1)          # drawn at the last moment: ids should follow the inserts' order
+            row["id"] = entry
+            self._insert([row])
             if count == 0:   # two replicas of different models adopting one empty gallery: one gives way
                 other = self._query(f"id != {entry}", ["model_id"], limit=1)
                 if other and other[0]["model_id"] != (caller.model_id or ""):
@@ -465,6 +471,8 @@ class MilvusStore:
                     checks.check_model(other[0]["model_id"] or None, self._dim, caller.model_id, caller.dim,
                                        empty=False, writing=True)
             if retry_since is not None:   # the same retry taken by another replica at the same moment
+                if self.settle:           # (an insert drawn just before ours may land just after)
+                    time.sleep(self.settle)
                 first = min(self._copies(key, vector, retry_since), default=entry)
                 if first != entry:
                     self._delete([entry])
