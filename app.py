@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.share and args.auth is None:
         print("twin: warning: --share without --auth: anyone with the link can use the app "
               "and see and change the gallery.", file=sys.stderr)
-    print(f"twin: model {engine.model_id} on {engine.device}, gallery {Path(args.gallery).resolve()} "
+    where = args.gallery if "://" in str(args.gallery) else Path(args.gallery).resolve()
+    print(f"twin: model {engine.model_id} on {engine.device}, gallery {where} "
           f"({len(gallery)} entries)", flush=True)
     demo.launch(
         server_name=args.host,
