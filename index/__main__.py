@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+from engine.settings import DEFAULT_GALLERY  # noqa: E402
 
 from .errors import GalleryError
 from .exports import MAX_IMPORT_ENTRIES
@@ -34,7 +36,6 @@ from .gallery import Gallery, open_gallery
 from .stores import gallery_exists
 from .transfer import load_engine
 
-from engine.settings import DEFAULT_GALLERY  # noqa: E402
 EXIT_REFUSED = 2
 
 
@@ -154,7 +155,7 @@ class Cli:
 
             outcomes = enroll_collection(self.engine, g, collection.people, thumbnails=not a.no_thumbnail,
                                          progress=tick)
-        summary = {"people": len(outcomes),
+        summary: dict[str, Any] = {"people": len(outcomes),
                    "enrolled": sum(len(o.entries) for o in outcomes),
                    "already_enrolled": sum(len(o.duplicates) for o in outcomes),
                    "refused": [{"photo": p, "reason": why} for o in outcomes for p, why in o.refused],
@@ -178,7 +179,8 @@ class Cli:
                 entry = g.enroll(a.name, face.embedding, thumbnail=None if a.no_thumbnail else face.crop)
                 done.append({"photo": photo, "entry_id": entry, "faces_in_photo": count})
         lines = [f"Enrolled {a.name!r} from {d['photo']} (entry {d['entry_id']})"
-                 + (f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used" if d["faces_in_photo"] > 1 else "")
+                 + (f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used"
+                    if d["faces_in_photo"] > 1 else "")
                  for d in done]
         self.emit({"name": a.name, "entries": done}, "\n".join(lines))
         return 0
@@ -210,19 +212,21 @@ class Cli:
             self.emit([], f"No gallery at {self.location} yet.")
             return 0
         with self.gallery(with_engine=False) as g:
+            data: list[dict[str, Any]]
             if self.args.entries:
                 entries = g.entries()
                 data = [{"entry_id": e.entry_id, "name": e.name, "enrolled": e.enrolled.isoformat(timespec="seconds"),
                          "model_id": e.model_id, "thumbnail": e.has_thumbnail} for e in entries]
-                text = "\n".join(f"{d['entry_id']:>8}  {d['enrolled']}  {d['name']}" + ("" if d["thumbnail"] else "  (no thumbnail)")
-                                 for d in data)
+                text = "\n".join(f"{d['entry_id']:>8}  {d['enrolled']}  {d['name']}"
+                                 + ("" if d["thumbnail"] else "  (no thumbnail)") for d in data)
             else:
                 people = g.people()
-                data = [{"name": p.name, "entries": p.entries, "first_enrolled": p.first_enrolled.isoformat(timespec="seconds"),
+                data = [{"name": p.name, "entries": p.entries,
+                         "first_enrolled": p.first_enrolled.isoformat(timespec="seconds"),
                          "last_enrolled": p.last_enrolled.isoformat(timespec="seconds")} for p in people]
                 text = "\n".join(f"{d['name']}  ({d['entries']} {'entry' if d['entries'] == 1 else 'entries'}, "
-                                 f"enrolled {d['first_enrolled']}" + (f" .. {d['last_enrolled']}" if d["entries"] > 1 else "") + ")"
-                                 for d in data)
+                                 f"enrolled {d['first_enrolled']}"
+                                 + (f" .. {d['last_enrolled']}" if d["entries"] > 1 else "") + ")" for d in data)
             self.emit(data, text or "The gallery is empty.")
         return 0
 

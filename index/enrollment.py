@@ -13,8 +13,9 @@ It sees faces already found and embedded (by whoever holds the engine), never im
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -28,9 +28,9 @@ import math
 import sqlite3
 import struct
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -95,6 +95,11 @@ class Export:
             raise
 
     # -- opening ----------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise InvalidInput(f"{self.path}: the export is closed.")
+        return self.conn
+
     def _refuse(self, why: str) -> InvalidInput:
         return InvalidInput(f"{self.path} is not a Twin gallery export ({why}).")
 
@@ -142,7 +147,7 @@ class Export:
     def _run(self, sql: str, params: tuple = ()) -> list:
         self._deadline = time.monotonic() + DEADLINE_S
         try:
-            return self.conn.execute(sql, params).fetchall()
+            return self._connection().execute(sql, params).fetchall()
         finally:
             self._deadline = math.inf
 
@@ -199,7 +204,7 @@ class Export:
         png_column = "t.png" if thumbnails else "NULL"
         self._deadline = time.monotonic() + DEADLINE_S
         try:
-            cursor = self.conn.execute(
+            cursor = self._connection().execute(
                 f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png_column} FROM entries e "
                 "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
         except sqlite3.Error as exc:
@@ -262,7 +267,7 @@ class Export:
             self.conn.close()
             self.conn = None
 
-    def __enter__(self) -> "Export":
+    def __enter__(self) -> Export:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -76,7 +76,7 @@ class VectorIndex:
     # -- building ---------------------------------------------------------------------------
     @classmethod
     def build(cls, kind: str, dim: int, ids: np.ndarray, vectors: np.ndarray, *,
-              nlist: int | None = None, nprobe: int | None = None, seed: int = 1234) -> "VectorIndex":
+              nlist: int | None = None, nprobe: int | None = None, seed: int = 1234) -> VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
         if kind == "flat":
@@ -182,7 +182,7 @@ class VectorIndex:
         fsync_directory(path.parent)
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple["VectorIndex", dict[str, Any]]:
+    def load(cls, path: str | Path) -> tuple[VectorIndex, dict[str, Any]]:
         """Read a saved index; IndexFileError when it is missing, damaged or inconsistent.
 
         The payload's checksum is verified before FAISS parses a byte of it."""
@@ -235,7 +235,7 @@ class VectorIndex:
             raise IndexFileError(f"the index file cannot be read: {exc}") from exc
         except RuntimeError as exc:  # FAISS could not parse it
             raise IndexFileError(f"the index file does not parse: {str(exc).splitlines()[0][:200]}") from exc
-        kind, dim = stamp.get("kind"), stamp.get("dim")
+        kind, dim = str(stamp.get("kind")), stamp.get("dim")
         expected = {"flat": faiss.IndexIDMap2, "ivf": faiss.IndexIVFFlat}.get(kind)
         if expected is None or not isinstance(index, expected) or index.d != dim \
                 or index.ntotal != stamp.get("count") \
