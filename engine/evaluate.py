@@ -170,6 +170,22 @@ def plot(distances: np.ndarray, same: np.ndarray, threshold: float, out_dir: Pat
     plt.close(fig)
 
 
+INTENDED_USE = ("Research and demonstration of one-shot face verification and identification. Not for decisions "
+                "about people. Verification accuracy on LFW and the false-alarm rates of identification are in the "
+                "card's figures; both fall with small, blurred, dark or turned faces.")
+
+
+def _recipe_text(name: str | None) -> dict[str, Any] | None:
+    """The recipe file as it was when the card was written (its name alone could change meaning)."""
+    if not name:
+        return None
+    from .recipes import recipe_path
+    try:
+        return json.loads(recipe_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> Path:
     """The model card next to the weights: what it is, what it learned from, how good it is."""
     train = meta.get("train", {})
@@ -189,6 +205,12 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
                                                "warmup_steps", "minutes", "augment", "seed", "val_fraction",
                                                "distill_weight", "relational_weight", "distill_target",
                                                "distill_projection", "singles_per_batch")},
+        "recipe_name": config.get("recipe"),
+        "recipe_file": _recipe_text(config.get("recipe")),
+        "initialised_from": train.get("initialised_from"),
+        "training_command": (f"make train RECIPE={config.get('recipe')}" if config.get("recipe")
+                             else "python -m engine.train (see recipe)"),
+        "intended_use": INTENDED_USE,
         "teacher": TEACHER_CARD if (config.get("distill_weight") or config.get("relational_weight")) else None,
         "training_time_minutes": train.get("minutes"),
         "training_steps": train.get("steps"),
