@@ -143,7 +143,7 @@ def test_enrolling_clears_the_form_so_the_next_person_starts_empty(page):
     page.get_by_role("tab", name="Enroll").click()
     page.locator("#enroll-name textarea, #enroll-name input").first.fill("Serena Browser")
     page.locator("#enroll-photos input[type=file]").set_input_files(str(lfw("Serena_Williams", 3)))
-    page.get_by_text("Serena_Williams_0003.jpg").first.wait_for()
+    page.locator("#enroll-photos").get_by_text("KB").first.wait_for()     # the upload has finished
     page.locator("#enroll-button").click()
     page.locator("#enroll-result").get_by_text("Enrolled 1 photo").wait_for()
     name_box = page.locator("#enroll-name textarea, #enroll-name input").first
@@ -177,7 +177,7 @@ def test_a_zip_of_people_is_enrolled_with_progress(page, tmp_path):
     page.get_by_role("tab", name="Enroll").click()
     page.get_by_text("Many people at once").click()
     page.locator("#enroll-zip input[type=file]").set_input_files(str(archive))
-    page.get_by_text("people.zip").first.wait_for()
+    page.locator("#enroll-zip").get_by_text("KB").first.wait_for()         # the upload has finished
     page.evaluate("""() => {                 // remember every progress text Gradio shows, however brief
         window.twinProgress = [];
         new MutationObserver(() => {
@@ -201,9 +201,24 @@ def test_a_poor_quality_face_is_refused_with_the_reason(page, tmp_path):
     page.get_by_role("tab", name="Enroll").click()
     page.locator("#enroll-name textarea, #enroll-name input").first.fill("Dark Photo")
     page.locator("#enroll-photos input[type=file]").set_input_files(str(dark))
-    page.get_by_text("dark.jpg").first.wait_for()
+    page.locator("#enroll-photos").get_by_text("KB").first.wait_for()     # the upload has finished
     page.locator("#enroll-button").click()
     message = page.get_by_text("too dark; use a brighter photo").first
     message.wait_for(state="visible")
     page.wait_for_timeout(500)
     _screenshot(page, "enroll-refused-quality.png")
+
+
+def test_identify_names_enrolled_faces_and_says_unknown(page, server):
+    from gradio_client import Client, handle_file
+
+    Client(server.url, verbose=False).predict("Tony Blair", [handle_file(str(EXAMPLES / "Tony_Blair_0001.jpg"))],
+                                               api_name="/enroll")
+    page.get_by_role("tab", name="Identify").click()
+    _upload(page, "identify-photo", EXAMPLES / "two_people.jpg")
+    page.locator("#identify-button").click()
+    result = page.locator("#identify-result")
+    result.get_by_text("Found 2 faces").wait_for()
+    assert "Tony Blair" in result.inner_text() and "unknown" in result.inner_text()
+    page.wait_for_timeout(500)
+    _screenshot(page, "identify.png")
