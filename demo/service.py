@@ -171,15 +171,25 @@ class TwinService:
         (found,) = self.photos([photo])
         result = []
         with _gallery_errors():
+            threshold = self.naming_threshold()
             for i, face in enumerate(found.faces):
                 top = [self._candidate(m) for m in self.gallery.search(face.embedding, k=TOP_K)]
-                match = top[0] if top and self._within(top[0].distance) else None
+                match = top[0] if top and self._within(top[0].distance, threshold) else None
                 result.append(IdentifiedFace(i + 1, face, match, top))
         return found, result
 
-    def _within(self, distance: float) -> bool:
+    def naming_threshold(self) -> float:
+        """The distance within which Identify names someone: the engine's identification threshold
+        for this gallery's number of people (a stranger has one chance per person enrolled), else
+        the gallery's own threshold."""
+        identification = getattr(self.engine, "identification", None)
+        if identification is not None and hasattr(identification, "for_gallery"):
+            return float(identification.for_gallery(max(1, len(self.gallery.people()))))
         threshold = getattr(self.gallery, "threshold", None)
-        return distance <= (self.engine.threshold if threshold is None else threshold)
+        return float(self.engine.threshold if threshold is None else threshold)
+
+    def _within(self, distance: float, threshold: float | None = None) -> bool:
+        return distance <= (self.naming_threshold() if threshold is None else threshold)
 
     def _candidate(self, match: Any) -> Candidate:
         distance = float(match.distance)

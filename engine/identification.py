@@ -78,6 +78,21 @@ class IdentificationThreshold:
     source: str = ""
     note: str = ""
     fallback: bool = False
+    #: (gallery size N, the threshold holding the target FAR at N), from the card's fit; sorted by N.
+    by_gallery_size: tuple[tuple[int, float], ...] = ()
+
+    def for_gallery(self, people: int) -> float:
+        """The threshold that keeps the target false-alarm rate with `people` enrolled.
+
+        A stranger has N chances to be named, so a small gallery can afford a looser threshold
+        than the reference one: interpolated in log N between the card's fitted sizes, never
+        looser than its smallest size's, never stricter than its largest's. Without those
+        figures: `value`, whatever the size."""
+        if not self.by_gallery_size:
+            return self.value
+        sizes = np.log([max(1, n) for n, _ in self.by_gallery_size])
+        values = [t for _, t in self.by_gallery_size]
+        return float(np.interp(math.log(max(1, int(people))), sizes, values))
 
     def as_dict(self) -> dict[str, Any]:
         return {"value": self.value, "target_far": self.target_far,
@@ -98,9 +113,18 @@ class IdentificationThreshold:
             return None
         target = entry.get("target_far")
         size = entry.get("reference_gallery_size")
+        fitted = ((entry.get("fit") or {}).get("model") or {}).get("threshold_by_gallery_size_at_target") or {}
+        by_size: list[tuple[int, float]] = []
+        for n, t in fitted.items() if isinstance(fitted, dict) else ():
+            try:
+                if int(n) > 0 and math.isfinite(float(t)) and 0 < float(t) <= 2:
+                    by_size.append((int(n), float(t)))
+            except (TypeError, ValueError):
+                continue
         return cls(value, float(target) if isinstance(target, (int, float)) else None,
                    int(size) if isinstance(size, (int, float)) else None,
-                   str(entry.get("source", "model card")), str(entry.get("note", "")))
+                   str(entry.get("source", "model card")), str(entry.get("note", "")),
+                   by_gallery_size=tuple(sorted(by_size)))
 
     @classmethod
     def fallback_for(cls, threshold: float, band_low: float | None = None) -> IdentificationThreshold:

@@ -171,3 +171,16 @@ class _NoValidationPeople:
 def test_card_entry_is_none_when_training_held_out_nobody(capsys):
     assert card_entry(_NoValidationPeople()) is None
     assert "not fitted" in capsys.readouterr().err
+
+
+def test_a_small_gallery_names_within_a_looser_threshold_than_a_large_one():
+    from engine.identification import IdentificationThreshold
+
+    card = {"identification_threshold": {"value": 0.43, "target_far": 0.01, "reference_gallery_size": 2000,
+            "fit": {"model": {"threshold_by_gallery_size_at_target": {"10": 0.64, "100": 0.54, "1000": 0.46,
+                                                                       "2000": 0.43, "10000": 0.36}}}}}
+    it = IdentificationThreshold.from_card(card)
+    assert it.for_gallery(1) == pytest.approx(0.64) and it.for_gallery(10) == pytest.approx(0.64)
+    assert it.for_gallery(100) == pytest.approx(0.54) and it.for_gallery(2000) == pytest.approx(0.43)
+    assert 0.54 > it.for_gallery(300) > 0.46 and it.for_gallery(10**6) == pytest.approx(0.36)
+    assert IdentificationThreshold(0.5).for_gallery(7) == 0.5         # no fitted sizes: the one value

@@ -24,8 +24,7 @@ def build(ctx: TabContext) -> None:
                     matches.append((thumb, f"face {item.number} → {t.name} · {render.percent(t.similarity)}"))
         drawn = render.draw_faces(found.image, [f.face.box for f in faces], labels=labels, colours=colours,
                                   max_side=1000)
-        details = render.identify_payload(rows, found.found, ctx.service.gallery.threshold or ctx.threshold,
-                                          ctx.model_id)
+        details = render.identify_payload(rows, found.found, ctx.service.naming_threshold(), ctx.model_id)
         return ctx.picture(drawn), render.identify_markdown(rows, found.found), details, matches
 
     def identify_example(value):
