@@ -30,14 +30,14 @@ format: $(VENV)/.dev
 cache: $(VENV)/.dev
 	$(PY) -m engine.data cache
 
-# Trains the shipped recipe (configs/shipped.json: the contrastive weights fine-tuned with the
-# teacher's targets, which `make teacher` caches) into engine/weights/twin.pt, then fits its
-# thresholds and calibration and writes the model card engine/weights/twin.json.
-# Another recipe: make train ARGS="--config default" (contrastive only, needs no teacher).
-RECIPE ?= shipped
+# Trains a recipe from configs/ (default: contrastive only from scratch, 90 minutes; the shipped
+# weights are configs/shipped.json, the same for 110) into engine/weights/twin.pt, then fits its
+# thresholds and calibration and writes the model card engine/weights/twin.json. Recipes that
+# distill (teacher-finetune, teacher-scratch) first cache the teacher's targets (make teacher).
+RECIPE ?= default
 train: $(VENV)/.dev
 	$(PY) -m engine.data cache
-	$(if $(filter shipped teacher-scratch,$(RECIPE)),$(MAKE) teacher,)
+	$(if $(filter teacher-finetune teacher-scratch,$(RECIPE)),$(MAKE) teacher,)
 	$(PY) -m engine.train --config $(RECIPE) --out engine/weights/twin.pt $(ARGS)
 	$(PY) -m engine.evaluate --write-card --plots bench/results
 

@@ -239,9 +239,11 @@ def test_recipes_are_files_over_a_base_and_the_seed_file_is_the_seed_preset():
     assert TrainConfig.from_dict(resolve("default")) == PRESETS["default"]
     seed = TrainConfig.from_dict(resolve("seed"))
     assert seed == PRESETS["seed"]
-    shipped = TrainConfig.from_dict(resolve("shipped"))
-    assert shipped.distill_weight == 2.0 and shipped.margin == 0.6 and shipped.init.endswith("contrastive-only.pt")
-    assert shipped.p == 42 and shipped.model == PRESETS["default"].model        # the rest from its base
+    assert TrainConfig.from_dict(resolve("shipped")).minutes == 110
+    tuned = TrainConfig.from_dict(resolve("teacher-finetune"))
+    assert tuned.distill_weight == 2.0 and tuned.margin == 0.6 and tuned.init == "engine/weights/twin.pt"
+    assert tuned.p == 42 and tuned.model == PRESETS["default"].model        # the rest from its base
+    assert TrainConfig.from_dict(resolve("teacher-scratch")).init is None
     grey = TrainConfig.from_dict(resolve("ablations/grey"))
     assert grey.model.in_channels == 1 and grey.model.input_size == PRESETS["default"].model.input_size
     assert "ablations/grey" in ablations() and about("ablations/grey")
