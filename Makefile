@@ -18,10 +18,9 @@ test: $(VENV)/.dev
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest -m "not slow and not browser" $(ARGS)
 
-# ruff (lint + format check) and mypy on the shipped code; CI runs it before the tests.
+# ruff (the lint rules in pyproject.toml) and mypy on the shipped code; CI runs it before the tests.
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check engine index demo training app.py
-	$(VENV)/bin/ruff format --check engine/pipeline.py engine/quality.py engine/verdict.py demo index/enrollment.py index/people_folder.py app.py
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev

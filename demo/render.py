@@ -175,7 +175,8 @@ def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Seq
     scale = 1.0
     if max_side is not None and max(out.size) > max_side:
         scale = max_side / max(out.size)
-        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.Resampling.BILINEAR)
+        size = (max(1, round(out.width * scale)), max(1, round(out.height * scale)))
+        out = out.resize(size, Image.Resampling.BILINEAR)
     else:
         out = out.copy()
     draw = ImageDraw.Draw(out)

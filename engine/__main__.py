@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .errors import FaceError, InvalidImage, NoFaceFound
 from .model import DEFAULT_WEIGHTS

@@ -20,20 +20,21 @@ import json
 import math
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from .align import ALIGNMENT_VERSION, CROP_SIZE, align
 from .detect import FaceDetector, nearest_centre
 
 ROOT = Path(__file__).resolve().parent.parent
 from .settings import DATA_DIR, MIN_FACE_SIZE  # noqa: E402  (one place for TWIN_DATA)
+
 CACHE_DIR = Path(os.environ.get("TWIN_CACHE", ROOT / ".cache" / "crops"))
 TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teacher"))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}

@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,8 @@ def evaluate(engine, lfw_dir: Path, plots: Path | None = RESULTS) -> dict[str, A
     index = crops.index_of()
     missing = [p for p in needed if p not in index]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} LFW photos of the pairs files are not in the crop cache, e.g. {missing[:3]}")
+        raise FileNotFoundError(f"{len(missing)} LFW photos of the pairs files are not in the crop cache, "
+                                f"e.g. {missing[:3]}")
     rows = np.array([index[p] for p in needed])
     vectors = engine.embed_crops(crops.crops[rows])
     embeddings = dict(zip(needed, vectors))
@@ -194,7 +196,8 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "model_id": result["model_id"],
         "architecture": config.get("model", {}),
         "input": "MTCNN (facenet-pytorch) 5 landmarks -> similarity transform onto the 112x112 template -> "
-                 f"resized to {config.get('model', {}).get('input_size', '?')} px; embeddings flip-averaged, L2-normalised",
+                 f"resized to {config.get('model', {}).get('input_size', '?')} px; "
+                 "embeddings flip-averaged, L2-normalised",
         "training_data": {
             "sets": config.get("sets"),
             "images": train.get("train_images"), "people": train.get("train_people"),

@@ -34,18 +34,28 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from .data import (Augment, CropSet, PKSampler, TeacherTargetsMissing, known_sets, load_crops, load_teacher_targets,
-                   merge, split_by_identity)
+from .data import (
+    Augment,
+    CropSet,
+    PKSampler,
+    TeacherTargetsMissing,
+    known_sets,
+    load_crops,
+    load_teacher_targets,
+    merge,
+    split_by_identity,
+)
 from .loss import contrastive_loss, direct_distillation_loss, pair_distance, relational_distillation_loss
-from .model import ModelConfig, TwinNet, build_model, model_id_of, pick_device, save_checkpoint
 from .metrics import best_threshold_accuracy, roc_auc
+from .model import ModelConfig, TwinNet, build_model, pick_device, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +98,7 @@ class TrainConfig:
         return self.distill_weight > 0 or self.relational_weight > 0
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
         data["model"] = ModelConfig.from_dict(data.get("model", {}))
         data["augment"] = Augment(**data.get("augment", {}))
@@ -344,7 +354,8 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     if projection is not None:
         projection.to(dev)
     params = list(model.parameters()) + (list(projection.parameters()) if projection is not None else [])
-    optimiser = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay) if config.optimizer == "adamw"
+    optimiser = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+                 if config.optimizer == "adamw"
                  else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
     generator = torch.Generator().manual_seed(config.seed)
     step, total, history, elapsed_before = 0, config.steps, [], 0.0
@@ -492,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TeacherTargetsMissing as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({k: summary[k] for k in ("name", "steps", "minutes", "final_loss", "val", "model_id")}, default=str))
+    shown = ("name", "steps", "minutes", "final_loss", "val", "model_id")
+    print(json.dumps({k: summary[k] for k in shown}, default=str))
     return 0
 
 

@@ -81,7 +81,8 @@ def build(ctx: TabContext) -> None:
         result = gr.Textbox(label="Result", interactive=False, elem_id="manage-result")  # plain text
 
     outputs = [table, covers, everyone, person]
-    refresh_people: dict[str, Any] = dict(fn=refresh, inputs=None, outputs=outputs, api_visibility="private", queue=False)
+    refresh_people: dict[str, Any] = dict(fn=refresh, inputs=None, outputs=outputs, api_visibility="private",
+                                          queue=False)
     ctx.after_change.append(refresh_people)
 
     refresh_btn.click(people, None, outputs, api_name="people")
