@@ -360,7 +360,9 @@ def load(server: AppServer, work: Path, seconds: float, readers: int = 8, writer
 def _user_refusal(message: str) -> bool:
     """An enrollment the app refused for its photo (several faces, no face, already enrolled):
     the app doing its job, counted apart from errors."""
-    words = ("no face", "faces", "already enrolled", "several", "more than one")
+    words = ("no face", "faces", "already enrolled", "several", "more than one",
+             "use a photo", "use a larger photo", "use a sharper photo", "use a brighter photo", "too dark",
+             "too bright", "turned away", "tilted")
     return "Something went wrong" not in message and any(w in message.lower() for w in words)
 
 
@@ -528,7 +530,8 @@ def report(args, mem, hv, ld, k9, started: float) -> str:
 
 
 def _slots(cores: int | None) -> int:
-    return max(2, min(4, (cores or 2) // 2))      # app.concurrency_limit on a CPU
+    from app import concurrency_limit        # the app's own rule (this machine's cores, on a CPU)
+    return concurrency_limit("cpu")
 
 
 def _list(values: list[float], digits: int = 1) -> str:
