@@ -134,36 +134,16 @@ def validation_band(engine, threshold: float | None = None, data_dir=None, fract
     threshold: the weights' verification threshold (default engine.threshold, which comes from
     the card already beside the weights: pass the new one when writing a new card).
     """
-    from .data import CropSet, crop_cache_file, known_sets, split_by_identity
+    from .identification import validation_embeddings  # the one reader of the validation people's crops
     from .train import validation_pairs
     config = (engine.meta.get("train") or {}).get("config") or {}
     sets = tuple(sets or config.get("sets") or ("celeba_aligned", "celeba_wild", "att_train"))
-    fraction = float(fraction if fraction is not None else config.get("val_fraction", 0.05))
     seed = int(seed if seed is not None else config.get("seed", 0))
-    if fraction <= 0:
-        raise ValueError("the weights' training held out no validation people (val_fraction 0)")
-    known = known_sets(data_dir) if data_dir is not None else known_sets()
-    labels, offset, files = [], 0, []
-    for name in sets:
-        path = crop_cache_file(known[name])
-        with np.load(path, allow_pickle=False) as z:
-            labels.append(z["labels"] + offset)
-            offset += len(z["names"])
-        files.append((path, len(labels[-1])))
-    all_labels = np.concatenate(labels)
-    _, val = split_by_identity(CropSet(None, all_labels, [], [], None), fraction, seed)  # type: ignore[arg-type]
-    crops, start = [], 0
-    for path, n in files:  # only the validation rows of each set's crops
-        rows = val[(val >= start) & (val < start + n)] - start
-        if len(rows):
-            with np.load(path, allow_pickle=False) as z:
-                crops.append(z["crops"][rows])
-        start += n
-    pairs = validation_pairs(all_labels[val], seed)
-    embeddings = engine.embed_crops(np.concatenate(crops))
+    embeddings, labels, _ = validation_embeddings(engine, data_dir=data_dir, fraction=fraction, seed=seed, sets=sets)
+    pairs = validation_pairs(labels, seed)
     d = np.linalg.norm(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]], axis=1)
     same = pairs[:, 2] == 0
-    source = (f"validation people held out by training ({len(np.unique(all_labels[val]))} people of "
+    source = (f"validation people held out by training ({len(np.unique(labels))} people of "
               f"{'+'.join(sets)}, {len(pairs)} pairs, never LFW): a logistic P(same | distance) fitted on "
               f"them; the band is where it lies between {BAND_P:.1f} and {1 - BAND_P:.1f}, widened to hold "
               f"the threshold")
