@@ -298,17 +298,6 @@ def people_payload(people) -> list[dict]:
     return [{"name": p.name, "count": len(p.entries), "entries": list(p.entries)} for p in people]
 
 
-def bulk_summary(outcomes) -> dict:
-    """A bulk enrollment's totals (index.enrollment.Outcome list), as the API returns them."""
-    return {"people": len(outcomes),
-            "enrolled": sum(len(o.entries) for o in outcomes),
-            "already_enrolled": sum(len(o.duplicates) for o in outcomes),
-            "refused": [{"name": o.name, "photo": p, "reason": why} for o in outcomes for p, why in o.refused],
-            "warnings": [w for o in outcomes for w in o.warnings],
-            "by_person": [{"name": o.name, "enrolled": len(o.entries), "already_enrolled": len(o.duplicates),
-                           "refused": len(o.refused)} for o in outcomes]}
-
-
 def bulk_markdown(summary: dict) -> str:
     """What a bulk enrollment did: totals, then every refusal and warning (names escaped)."""
     lines = [f"**{summary['enrolled']}** photo{'s' if summary['enrolled'] != 1 else ''} enrolled for "

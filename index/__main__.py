@@ -139,7 +139,7 @@ class Cli:
 
         from tqdm import tqdm
 
-        from .enrollment import enroll_collection
+        from .enrollment import enroll_collection, summarize
         from .people_folder import FolderLimits, read_folder, read_zip
 
         a = self.args
@@ -155,12 +155,8 @@ class Cli:
 
             outcomes = enroll_collection(self.engine, g, collection.people, thumbnails=not a.no_thumbnail,
                                          progress=tick)
-        summary: dict[str, Any] = {"people": len(outcomes),
-                   "enrolled": sum(len(o.entries) for o in outcomes),
-                   "already_enrolled": sum(len(o.duplicates) for o in outcomes),
-                   "refused": [{"photo": p, "reason": why} for o in outcomes for p, why in o.refused],
-                   "skipped": [{"file": f, "reason": why} for f, why in collection.skipped],
-                   "warnings": [w for o in outcomes for w in o.warnings]}
+        summary: dict[str, Any] = {**summarize(outcomes),
+                                   "skipped": [{"file": f, "reason": why} for f, why in collection.skipped]}
         lines = [f"{summary['enrolled']} photo(s) enrolled for {summary['people']} people; "
                  f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused; "
                  f"{len(summary['skipped'])} file(s) skipped."]

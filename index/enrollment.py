@@ -144,3 +144,14 @@ def enroll_collection(engine: Any, gallery: Any, people: Sequence[Any], *, thumb
             outcome.refused = [(c.label, str(exc)) for c in candidates]
             outcomes.append(outcome)
     return outcomes
+
+
+def summarize(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """A bulk enrollment's totals, for the CLI's summary and the app's /enroll_zip JSON alike."""
+    return {"people": len(outcomes),
+            "enrolled": sum(len(o.entries) for o in outcomes),
+            "already_enrolled": sum(len(o.duplicates) for o in outcomes),
+            "refused": [{"name": o.name, "photo": p, "reason": why} for o in outcomes for p, why in o.refused],
+            "warnings": [w for o in outcomes for w in o.warnings],
+            "by_person": [{"name": o.name, "enrolled": len(o.entries), "already_enrolled": len(o.duplicates),
+                           "refused": len(o.refused)} for o in outcomes]}

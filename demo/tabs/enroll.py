@@ -8,6 +8,7 @@ from __future__ import annotations
 import gradio as gr
 
 from index.checks import MAX_NAME_LENGTH
+from index.enrollment import summarize
 
 from .. import render
 from ..service import UserError
@@ -32,7 +33,7 @@ def build(ctx: TabContext) -> None:
         def tick(done, total, label):
             progress((done, total), desc=f"{done} of {total} photos", unit="photos")
 
-        summary = render.bulk_summary(ctx.service.enroll_zip(photo(file, "the zip"), progress=tick))
+        summary = summarize(ctx.service.enroll_zip(photo(file, "the zip"), progress=tick))
         return render.bulk_markdown(summary), summary
 
     with gr.Tab("Enroll", id="enroll"):
