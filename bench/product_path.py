@@ -8,13 +8,15 @@ LFW pairs goes through the product as a user's photo would: `FaceEngine.faces(pa
 most prominent face (largest, then nearest the centre), no fallback. A photo with no face
 found makes its pairs count as answered "different". View 2 10-fold accuracy, and accuracy at
 the model's own shipped threshold (fitted on View 1). Several weights are measured side by
-side in one run; embeddings are cached per model id under .cache/product/ so a rerun is quick.
+side in one run; the crops faces() returns are cached once (they do not depend on the weights),
+so measuring another model costs only its network pass.
 face_recognition (dlib) on the same pairs, from the accuracy issue's own measurement (not rerun
 here: it needs .venv-bench): 0.984 ± 0.005 10-fold, 0.9825 at its 0.6 threshold.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,32 +32,48 @@ RESULTS = ROOT / "bench" / "results"
 DLIB_REFERENCE = "0.984 ± 0.005 (from the accuracy issue's side-by-side run; 0.9825 at its 0.6 threshold)"
 
 
-def embed_all(engine: FaceEngine, photos: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Each photo's most prominent face through FaceEngine.faces(); the photos with none."""
-    cache = CACHE_ROOT / "product" / f"{engine.model_id}.npz"
+def detection_key() -> str:
+    """Changes whenever the code between a photo and its aligned crop changes."""
+    digest = hashlib.sha256()
+    for name in ("images.py", "detect.py", "align.py", "pipeline.py", "settings.py"):
+        digest.update((ROOT / "engine" / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def product_crops(engine: FaceEngine, photos: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each photo's most prominent face as `FaceEngine.faces()` aligns it: crops, found mask.
+
+    The crop does not depend on the weights (the picker uses the detector's boxes only), so
+    it is cached once per version of the detection code (.cache/product/faces-KEY.npz) and
+    every model is measured by embedding these crops exactly as faces() does.
+    """
+    cache = CACHE_ROOT / "product" / f"faces-{detection_key()}.npz"
     if cache.is_file():
-        data = np.load(cache, allow_pickle=False)
-        names = list(data["names"])
-        if set(photos) <= set(names):
-            vectors = dict(zip(names, data["vectors"]))
-            missing = [n for n in names if not np.isfinite(vectors[n]).all()]
-            return {n: v for n, v in vectors.items() if n not in missing}, missing
-    vectors, missing = {}, []
+        with np.load(cache, allow_pickle=False) as data:
+            if list(data["names"]) == photos:
+                return data["crops"], data["found"]
+    crops = np.zeros((len(photos), 112, 112, 3), np.uint8)
+    found = np.zeros(len(photos), bool)
     started = time.monotonic()
     for i, photo in enumerate(photos):
         faces = engine.faces(LFW_DIR / photo, max_faces=1)
         if faces:
-            vectors[photo] = faces[0].embedding
-        else:
-            missing.append(photo)
+            crops[i], found[i] = faces[0].crop, True
         if (i + 1) % 500 == 0:
             rate = (i + 1) / (time.monotonic() - started)
-            print(f"  {engine.model_id}: {i + 1}/{len(photos)} photos, {rate:.1f}/s", flush=True)
+            print(f"  faces(): {i + 1}/{len(photos)} photos, {rate:.1f}/s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    size = engine.embedding_size
-    table = np.stack([vectors.get(p, np.full(size, np.nan, np.float32)) for p in photos])
-    np.savez(cache, names=np.array(photos), vectors=table)
-    return vectors, missing
+    np.savez(cache.with_suffix(".tmp.npz"), names=np.array(photos), crops=crops, found=found)
+    cache.with_suffix(".tmp.npz").replace(cache)
+    return crops, found
+
+
+def embed_all(engine: FaceEngine, photos: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each photo's most prominent face through FaceEngine.faces(); the photos with none."""
+    crops, found = product_crops(engine, photos)
+    vectors = engine.embed_crops(crops[found]) if found.any() else np.zeros((0, engine.embedding_size))
+    kept = [p for p, f in zip(photos, found, strict=True) if f]
+    return dict(zip(kept, vectors, strict=True)), [p for p, f in zip(photos, found, strict=True) if not f]
 
 
 def measure(weights: Path) -> dict:
