@@ -27,7 +27,7 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix engine index demo training app.py
 
 cache: $(VENV)/.dev
-	$(PY) -m engine.data cache
+	$(PY) -m training.data cache
 
 # Trains a recipe from configs/ (default: contrastive only from scratch, 90 minutes; the shipped
 # weights are configs/shipped.json, the same for 110) into engine/weights/twin.pt, then fits its
@@ -35,13 +35,13 @@ cache: $(VENV)/.dev
 # distill (teacher-finetune, teacher-scratch) first cache the teacher's targets (make teacher).
 RECIPE ?= default
 train: $(VENV)/.dev
-	$(PY) -m engine.data cache
+	$(PY) -m training.data cache
 	$(if $(filter teacher-finetune teacher-scratch,$(RECIPE)),$(MAKE) teacher,)
-	$(PY) -m engine.train --config $(RECIPE) --out engine/weights/twin.pt $(ARGS)
-	$(PY) -m engine.evaluate --write-card --plots bench/results
+	$(PY) -m training.train --config $(RECIPE) --out engine/weights/twin.pt $(ARGS)
+	$(PY) -m training.evaluate --write-card --plots bench/results
 
 evaluate: $(VENV)/.dev
-	$(PY) -m engine.evaluate --plots bench/results $(ARGS)
+	$(PY) -m training.evaluate --plots bench/results $(ARGS)
 
 bench: bench-speed bench-accuracy bench-index bench-oneshot bench-seed bench-hardening
 
@@ -90,7 +90,7 @@ BENCH_PY   := $(BENCH_VENV)/bin/python
 
 .PHONY: teacher teacher-report
 teacher: $(BENCH_VENV)/.teacher $(VENV)/.dev
-	$(PY) -m engine.data cache
+	$(PY) -m training.data cache
 	nice -n 10 $(BENCH_PY) -m training.teacher $(ARGS)
 	$(BENCH_PY) -m training.teacher --report
 

@@ -20,14 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from engine.data import DATA_DIR  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
 from engine.model import DEFAULT_WEIGHTS  # noqa: E402
 from engine.pipeline import FaceEngine  # noqa: E402
+from engine.settings import DATA_DIR  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
-#: name -> (what changes, extra `python -m engine.train` arguments). All share one short budget,
+#: name -> (what changes, extra `python -m training.train` arguments). All share one short budget,
 #: so they compare recipes, not training time; the shipped model is the long run of "baseline".
 ABLATIONS: dict[str, tuple[str, list[str]]] = {
     "baseline": ("shipped recipe: mined pairs, colour 64 px, 128-d, margin 1.2, augmentation", []),
@@ -61,7 +61,7 @@ def train_ablations(minutes: float, names: list[str], parallel: int) -> None:
         while len(running) >= parallel:
             running = [p for p in running if p.poll() is None]
             time.sleep(2)
-        args = [sys.executable, "-m", "engine.train", "--name", f"abl-{name}", "--minutes", str(minutes),
+        args = [sys.executable, "-m", "training.train", "--name", f"abl-{name}", "--minutes", str(minutes),
                 "--threads", "1", *ABLATIONS[name][1]]
         log = open(ROOT / "runs" / f"abl-{name}.log", "w")
         (ROOT / "runs").mkdir(exist_ok=True)

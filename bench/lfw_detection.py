@@ -28,7 +28,7 @@ def count(paths: list[str]) -> list[int]:
 
 
 def main() -> int:
-    from engine.data import DATA_DIR
+    from engine.settings import DATA_DIR
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0)

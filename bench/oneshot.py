@@ -14,7 +14,7 @@ index.Gallery, then identify every other photo.
   strangers. At a threshold t: DIR(t) = enrolled people's queries whose top-1 is right AND
   within t; FAR(t) = strangers whose top-1 is within t (they would be named as someone).
   Reported at the shipped IDENTIFICATION threshold (FaceEngine.identification_threshold, from
-  the model card: fitted on the held-out validation people, never LFW; engine.identification),
+  the model card: fitted on the held-out validation people, never LFW; training.thresholds),
   at the verification threshold for contrast, and at thresholds chosen ON LFW for FAR 0.1%, 1%,
   5%, 10% (labelled so: reporting only, never shipped).
 - LFW, FAR against the number of people enrolled N: random N-person subsets of the 1,680
@@ -23,13 +23,13 @@ index.Gallery, then identify every other photo.
 - Time: enroll and identify throughput end to end from photo files (engine.faces(path) +
   Gallery.enroll / Gallery.identify) on LFW photos.
 
-Accuracy uses the engine's cached detections and alignments (engine.data.load_crops: the same
+Accuracy uses the engine's cached detections and alignments (training.data.load_crops: the same
 MTCNN and alignment code the product runs), embeds them with FaceEngine.embed_crops and goes
 through a real Gallery in a temporary directory: at LFW scale detecting every photo again would
 cost ~40 ms each and measure nothing new. The timing rows are fully end to end.
 
 The protocol (Split, first_photo_split, rank, topk_accuracy, open_set_rates, threshold_at_far,
-run_oneshot) lives in engine/openset.py (numpy only), shared with engine.identification.
+run_oneshot) lives in training/openset.py (numpy only), shared with training.thresholds.
 """
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ RESULTS = ROOT / "bench" / "results"
 ATT_TESTING = ("s5", "s6", "s7")
 
 
-# The protocol lives in the engine (engine.openset: numpy only), shared with the fitting of the
-# identification threshold (engine.identification) and the tests; re-exported here.
-from engine.openset import (  # noqa: E402,F401
+# The protocol lives in training.openset (numpy only), shared with the fitting of the
+# identification threshold (training.thresholds) and the tests; re-exported here.
+from training.openset import (  # noqa: E402,F401
     TOP_K,
     OneShotResult,
     Ranked,
@@ -70,7 +70,6 @@ from engine.openset import (  # noqa: E402,F401
     threshold_at_far,
     topk_accuracy,
 )
-
 
 # -- end to end timing ----------------------------------------------------------------------
 
@@ -124,9 +123,9 @@ def timing_photos(lfw_root: Path, count: int) -> tuple[list[tuple[str, Path]], l
 # -- the script -------------------------------------------------------------------------------
 
 def load_set(names: Sequence[str], limit: int | None):
-    """Cached crops of one or more engine.data sets, merged: crops, person of each photo, paths
+    """Cached crops of one or more training.data sets, merged: crops, person of each photo, paths
     (prefixed with the set's name), found. `limit`: the first N people of each set."""
-    from engine.data import known_sets, load_crops
+    from training.data import known_sets, load_crops
     sets = known_sets()
     crops, people, paths, found = [], [], [], []
     for name in names:
@@ -188,7 +187,7 @@ def lfw_section(engine, limit: int | None, tmp: Path, plot: Path) -> tuple[list[
     lines = [f"### LFW, closed set: {n_people}-way one-shot", "",
              f"{n_people} people with 2+ photos, Name_0001 enrolled, {len(split.probes)} other photos queried. "
              f"{int((~found).sum())} of {len(found)} LFW photos had no detected face and were aligned with "
-             "fixed landmarks (as engine.evaluate does).", "",
+             "fixed landmarks (as training.evaluate does).", "",
              f"| queries | top-1 | top-{TOP_K} |", "|---|---|---|",
              f"| {s['queries']} | {pct(s['top1'])} | {pct(s['topk'])} |", ""]
 
@@ -244,7 +243,7 @@ def far_by_gallery_size(engine, embeddings: np.ndarray, people: Sequence[str], s
     queries) searched by every stranger through a real Gallery; the full gallery is `full`.
     Beside them, 1 - (1 - p)^N from the validation fit in the card, and from LFW's own
     per-comparison rate p (every stranger against every enrolled photo)."""
-    from engine.identification import far_at_gallery_size
+    from training.thresholds import far_at_gallery_size
     people = list(people)
     n_all = len(split.enroll)
     stranger_e, enrolled_e = embeddings[split.strangers], embeddings[split.enroll]
@@ -359,7 +358,7 @@ def plot_open_set(known_d, known_ok, stranger_d, threshold, verification, growth
     ns = np.array([g["n"] for g in growth], float)
     if len(ns):
         curve = np.geomspace(1, max(ns.max(), 2) * 1.5, 100)
-        from engine.identification import far_at_gallery_size
+        from training.thresholds import far_at_gallery_size
         for key, label, style in (("pred_validation", "1-(1-p)^N, p from the validation fit", "tab:green"),
                                   ("pred_lfw", "1-(1-p)^N, p from LFW's pairs", "tab:orange")):
             p_n = np.array([g[key] for g in growth], float)
@@ -389,7 +388,7 @@ def plot_open_set(known_d, known_ok, stranger_d, threshold, verification, growth
 
 
 def timing_section(engine, count: int, tmp: Path) -> tuple[list[str], dict[str, Any]]:
-    from engine.data import DATA_DIR
+    from engine.settings import DATA_DIR
     enroll, identify = timing_photos(DATA_DIR / "lfw", count)
     t = time_end_to_end(engine, enroll, identify, tmp / "timing")
     lines = ["### Time, end to end from the photo file", "",
@@ -467,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              "- protocol: enroll ONE photo per person (the first) into a real `index.Gallery` (temporary "
              "directory, exact FAISS search), identify every other photo with `Gallery.search` (top-k, one "
              "entry per person) and the identification threshold.",
-             "- accuracy rows use the engine's cached detections and alignments (`engine.data.load_crops`: the "
+             "- accuracy rows use the engine's cached detections and alignments (`training.data.load_crops`: the "
              "same MTCNN and alignment code `FaceEngine.faces` runs), embedded with `FaceEngine.embed_crops` "
              "(flip-averaged, as the product does), then enrolled and searched through the Gallery. The timing "
              "rows are fully end to end from the photo files.",

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from engine import FaceEngine
-from engine.evaluate import folds_of, parse_pairs, ten_fold_accuracy
-from engine.metrics import accuracy_at, roc_auc
 from engine.settings import CACHE_ROOT, LFW_DIR, ROOT
+from training.evaluate import folds_of, parse_pairs, ten_fold_accuracy
+from training.metrics import accuracy_at, roc_auc
 
 RESULTS = ROOT / "bench" / "results"
 DLIB_REFERENCE = "0.984 ± 0.005 (from the accuracy issue's side-by-side run; 0.9825 at its 0.6 threshold)"

@@ -4,8 +4,8 @@
 
 Data (the rules of ../shared/data/README.md: LFW never chooses anything):
 - CelebA + AT&T validation people: the 154 people (706 photos) that training holds out
-  (engine.data.split_by_identity with the shipped recipe's fraction and seed) and their 3,000
-  validation pairs (engine.train.validation_pairs). The quality floor and the verdict band
+  (training.data.split_by_identity with the shipped recipe's fraction and seed) and their 3,000
+  validation pairs (training.train.validation_pairs). The quality floor and the verdict band
   are chosen here.
 - The same pairs with one photo degraded the way users' photos are: shrunk (the face 12 to
   60 px wide), blurred (Gaussian, radius 0.5% to 8% of the face's width), darkened (x 0.04 to
@@ -13,7 +13,7 @@ Data (the rules of ../shared/data/README.md: LFW never chooses anything):
   show what poor ones cost.
 - LFW View 2's 6,000 pairs, reported only.
 
-Every photo is detected and aligned as the crop cache does it (engine.data: its padding, its
+Every photo is detected and aligned as the crop cache does it (training.data: its padding, its
 detector policy, its choice of face), keeping what the cache drops: box, score, landmarks.
 The measurements and embeddings are cached in .cache/quality/ (keyed by the model, the
 alignment, the photo list and this file's DEGRADE_VERSION).
@@ -37,16 +37,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from engine import quality as Q  # noqa: E402
 from engine.align import ALIGNMENT_VERSION, align  # noqa: E402
-from engine.data import DATA_DIR, DETECTOR_POLICY, FolderSet, crop_cache_file, known_sets, split_by_identity  # noqa: E402
 from engine.detect import FaceDetector, nearest_centre  # noqa: E402
 from engine.images import load_image  # noqa: E402
+from training.data import DATA_DIR, DETECTOR_POLICY, FolderSet, crop_cache_file, known_sets, split_by_identity  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / ".cache" / "quality"
 #: Bumped when the degradations or the way photos are measured change (the cache is rebuilt).
 DEGRADE_VERSION = 2
 MEASURES = ("width_px", "eye_px", "yaw", "pitch", "roll", "sharpness", "brightness", "detector")
-#: The training recipe's split (engine.train.TrainConfig defaults, as the shipped weights used).
+#: The training recipe's split (training.train.TrainConfig defaults, as the shipped weights used).
 VAL_SETS = ("celeba_aligned", "celeba_wild", "att_train")
 VAL_FRACTION, VAL_SEED = 0.05, 0
 
@@ -91,8 +91,8 @@ class Measured:
 def validation_split(data_dir: Path = DATA_DIR) -> tuple[list[tuple[FolderSet, str]], np.ndarray, np.ndarray]:
     """The held-out validation photos (set, path in it), their labels, and the validation pairs
     (i, j, y; y = 0 same person), exactly as training draws them (without loading the crops)."""
-    from engine.data import CropSet
-    from engine.train import validation_pairs
+    from training.data import CropSet
+    from training.train import validation_pairs
     sets = known_sets(data_dir)
     items: list[tuple[FolderSet, str]] = []
     labels, offset = [], 0
@@ -109,7 +109,7 @@ def validation_split(data_dir: Path = DATA_DIR) -> tuple[list[tuple[FolderSet, s
 
 def lfw_view2(data_dir: Path = DATA_DIR) -> tuple[list[tuple[FolderSet, str]], np.ndarray]:
     """LFW View 2's photos and pairs (i, j, y; y = 0 same person)."""
-    from engine.evaluate import parse_pairs
+    from training.evaluate import parse_pairs
     lfw = known_sets(data_dir)["lfw"]
     pairs = parse_pairs(lfw.root / "pairs.txt")
     photos = sorted({p for pair in pairs for p in (pair.a, pair.b)})
@@ -149,7 +149,7 @@ def degrade(image: Image.Image, kind: str, strength: float, face_width: float) -
 # -- measuring ------------------------------------------------------------------------------------
 
 class CacheDetector:
-    """Detection and the choice of face exactly as the crop cache makes them (engine.data)."""
+    """Detection and the choice of face exactly as the crop cache makes them (training.data)."""
 
     def __init__(self):
         self.detector = FaceDetector(min_face_size=DETECTOR_POLICY["min_face_size"],
@@ -341,7 +341,7 @@ def run(engine, lfw: bool = True, out: Path | None = RESULTS / "quality.md") -> 
     Returns {"markdown": the report, "summary": a few lines for accuracy.md (the main table),
     "floor": the floor the rule suggests, "rows": the main table's rows}.
     """
-    from engine.verdict import band_stats
+    from training.thresholds import band_stats
     items, labels, pairs, clean, degraded = measure_validation(engine)
     threshold = engine.threshold
     natural = PairSet.of(clean, clean, pairs, threshold)

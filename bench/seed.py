@@ -1,9 +1,9 @@
 """The seed's experiment, reproduced, next to the shipped model.
 
     python bench/seed.py                 # `make bench-seed`; trains runs/seed/model.pt first if missing
-    python bench/seed.py --retrain       # train the seed network again (python -m engine.train --preset seed)
+    python bench/seed.py --retrain       # train the seed network again (python -m training.train --preset seed)
 
-The seed network (engine/seed.py, preset "seed" of engine.train: 100x100 grey, three
+The seed network (engine/seed.py, preset "seed" of training.train: 100x100 grey, three
 ReflectionPad-Conv-ReLU-BatchNorm blocks, FC 80000-500-500-5, contrastive loss with margin 2.0,
 Adam 5e-4, 64 random 50/50 pairs per batch, 600 steps ~ the notebook's 100 epochs) is trained on
 the un-aligned AT&T training photos (37 people) resized, as the notebook did. Its checkpoint
@@ -45,6 +45,8 @@ FIGURE_PAIRS = [(("s5", 1), ("s5", 2)), (("s5", 1), ("s6", 1)), (("s6", 3), ("s6
 
 
 # -- pairs and thresholds (model-independent) ---------------------------------------------------
+# The seed's threshold: training.metrics.best_threshold_accuracy(..., balanced=True), the one
+# threshold search, maximising the balanced accuracy (same and different pairs weigh alike).
 
 def all_pairs(people: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every unordered pair of photos: (i, j, same), i < j."""
@@ -53,25 +55,9 @@ def all_pairs(people: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return i, j, people[i] == people[j]
 
 
-def balanced_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold (same when distance <= t) that maximises the balanced accuracy, the mean of
-    the same-pair and different-pair accuracies, and that balanced accuracy. Candidates are
-    midpoints between consecutive distinct distances; ties go to the smaller threshold."""
-    d = np.asarray(distances, np.float64)
-    same = np.asarray(same, bool)
-    u = np.unique(d)
-    candidates = np.concatenate([[u[0] - 1e-6], (u[:-1] + u[1:]) / 2, [u[-1] + 1e-6]])
-    same_sorted, diff_sorted = np.sort(d[same]), np.sort(d[~same])
-    tpr = np.searchsorted(same_sorted, candidates, side="right") / max(len(same_sorted), 1)
-    tnr = 1 - np.searchsorted(diff_sorted, candidates, side="right") / max(len(diff_sorted), 1)
-    score = (tpr + tnr) / 2
-    best = int(np.argmax(score))
-    return float(candidates[best]), float(score[best])
-
-
 def pair_scores(distances: np.ndarray, same: np.ndarray, threshold: float) -> dict[str, float]:
     """Accuracy over all pairs at the threshold, and on same and different pairs apart."""
-    from engine.metrics import roc_auc
+    from training.metrics import roc_auc
     d, same = np.asarray(distances), np.asarray(same, bool)
     said_same = d <= threshold
     return {"pairs": int(len(d)), "same_pairs": int(same.sum()), "different_pairs": int((~same).sum()),
@@ -90,7 +76,7 @@ def pair_distances(embeddings: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.n
 
 def photos_of(root: Path) -> tuple[list[Path], list[str]]:
     """Every photo of an AT&T folder (s1/1.pgm ...), person by person, in natural order."""
-    from engine.data import FolderSet
+    from training.data import FolderSet
     files = FolderSet("att", root).files()
     files.sort(key=lambda item: (int(item[0][1:]) if item[0][1:].isdigit() else item[0],
                                  int(item[1].stem) if item[1].stem.isdigit() else item[1].stem))
@@ -101,6 +87,7 @@ def embed_raw(model: Any, paths: Sequence[Path], device: Any = "cpu", batch: int
     """The seed's way: the whole photo, no detection, resized and made grey by the model's own
     config (TwinNet.preprocess -> normalise); the raw (un-normalised) outputs, no flip."""
     import torch
+
     from engine.images import load_image
     out = []
     model.eval()
@@ -114,7 +101,7 @@ def embed_raw(model: Any, paths: Sequence[Path], device: Any = "cpu", batch: int
 def embed_engine(engine: Any, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
     """The product's way: FaceEngine.faces(path), the most prominent face. Photos where no face
     is found fall back to the engine's cached crop of that photo (padded detection, as
-    engine.data caches it); returns the embeddings and how many needed that fallback."""
+    training.data caches it); returns the embeddings and how many needed that fallback."""
     out, missing = [], []
     for i, path in enumerate(paths):
         faces = engine.faces(path)
@@ -122,7 +109,7 @@ def embed_engine(engine: Any, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
         if not faces:
             missing.append(i)
     if missing:
-        from engine.data import known_sets, load_crops
+        from training.data import known_sets, load_crops
         data = load_crops(known_sets()["att_test"], progress=False)
         where = data.index_of()
         for i in missing:
@@ -132,7 +119,7 @@ def embed_engine(engine: Any, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
 
 
 def train_seed(path: Path, steps: int | None = None, threads: int | None = None, device: str | None = None) -> dict:
-    from engine.train import PRESETS, train
+    from training.train import PRESETS, train
     config = PRESETS["seed"]
     changes = {k: v for k, v in {"steps": steps, "threads": threads}.items() if v}
     if changes:
@@ -178,8 +165,9 @@ def figure(rows: list[dict[str, Any]], photos: dict[tuple[str, int], np.ndarray]
 
 def lfw_section(seed: Any, engine: Any, lfw_dir: Path, device: Any) -> list[str]:
     """Both models on LFW View 2 (standard 10-fold protocol): what the seed does with real photos."""
-    from engine.evaluate import evaluate, folds_of, pair_distances as lfw_pair_distances, parse_pairs, ten_fold_accuracy
-    from engine.metrics import roc_auc
+    from training.evaluate import evaluate, folds_of, parse_pairs, ten_fold_accuracy
+    from training.evaluate import pair_distances as lfw_pair_distances
+    from training.metrics import roc_auc
     pairs = parse_pairs(lfw_dir / "pairs.txt")
     needed = sorted({p for pair in pairs for p in (pair.a, pair.b)})
     vectors = embed_raw(seed, [lfw_dir / p for p in needed], device)
@@ -226,10 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from engine import FaceEngine
-    from engine.data import DATA_DIR
     from engine.images import load_image
     from engine.model import DEFAULT_WEIGHTS, load_checkpoint, pick_device
-    from engine.train import PRESETS
+    from engine.settings import DATA_DIR
+    from training.metrics import best_threshold_accuracy
+    from training.train import PRESETS
 
     started = time.time()
     trained_now = False
@@ -252,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the seed: threshold fitted on all pairs of its training subjects, then the testing pairs
     e_train = embed_raw(seed, train_paths, device)
     ti, tj, tsame = all_pairs(train_people)
-    seed_threshold, seed_fit = balanced_threshold(pair_distances(e_train, ti, tj), tsame)
+    seed_fit, seed_threshold = best_threshold_accuracy(pair_distances(e_train, ti, tj), tsame, balanced=True)
     seed_train_scores = pair_scores(pair_distances(e_train, ti, tj), tsame, seed_threshold)
     e_seed = embed_raw(seed, test_paths, device)
     # ours: through the engine
@@ -283,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"- command: `{command}`" + (" (trained the seed network in this run)" if trained_now else ""),
              f"- machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, device {device}",
              f"- seed network: `{rel(args.seed_model)}`, model id `{seed_meta['model_id']}`, preset `seed` of "
-             f"engine.train: {steps} steps ({train_info.get('minutes', '?')} min on {train_info.get('device', '?')}, "
+             f"training.train: {steps} steps ({train_info.get('minutes', '?')} min on {train_info.get('device', '?')}, "
              f"loss {_fmt(train_info.get('loss_first10'))} -> {_fmt(train_info.get('loss_last10'))}, first and last 10 steps) "
              f"on the {train_info.get('train_images', '?')} un-aligned AT&T training photos of "
              f"{train_info.get('train_people', '?')} people, resized to 100x100 grey, as the notebook did.",

@@ -130,6 +130,27 @@ class TwinNet(nn.Module):
         return normalise(x, self.config)
 
 
+def embed_crops(model: TwinNet, crops: np.ndarray, flip: bool = True, batch_size: int = 256,
+                device: str | torch.device | None = None) -> np.ndarray:
+    """Aligned uint8 crops (N x H x W x 3, or one H x W x 3) -> float32 embeddings (N x D), in
+    batches, without gradients: model.preprocess, then model.embed_flip_averaged (flip) or
+    model.embed. The one embedding loop over crops: FaceEngine.embed_crops (the product) and
+    training's validation (training.train.embed_all) both come here. The model's mode is left
+    as it is (call .eval() first); device: where the batches go (default: the model's)."""
+    crops = np.array(crops, dtype=np.uint8)  # a copy: crops from PIL are read-only (torch warns)
+    if crops.ndim == 3:
+        crops = crops[None]
+    if device is None:
+        device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(crops), batch_size):
+            x = model.preprocess(crops[start:start + batch_size]).to(device)
+            e = model.embed_flip_averaged(x) if flip else model.embed(x)
+            out.append(e.float().cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
 def normalise(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     """Float N x 3 x H x W in 0..255 -> model input: resized, grey if asked, standardised."""
     size = config.input_size
@@ -178,7 +199,7 @@ def load_checkpoint(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.devi
     path = Path(path)
     if not path.is_file():
         raise ModelNotFound(f"Model weights not found at {path}. Train them with `make train` "
-                            f"(python -m engine.train), which writes engine/weights/twin.pt.")
+                            f"(python -m training.train), which writes engine/weights/twin.pt.")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])

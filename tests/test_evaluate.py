@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.evaluate import fit_calibration, folds_of, parse_pairs, ten_fold_accuracy
-from engine.metrics import accuracy_at, best_threshold_accuracy, eer, roc_auc, tar_at_far
+from training.evaluate import fit_calibration, folds_of, parse_pairs, ten_fold_accuracy
+from training.metrics import accuracy_at, best_threshold_accuracy, eer, roc_auc, tar_at_far
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""The identification threshold (engine/identification.py): the FAR(N) model, the fit on real
+"""The identification threshold (engine/identification.py reads it, training/thresholds.py fits it): the
+FAR(N) model, the fit on real
 photos (its false-alarm rate, measured again through a real Gallery, is at most the target), the
 card entry, and how FaceEngine reads it or falls back without it."""
 from __future__ import annotations
@@ -10,15 +11,15 @@ import shutil
 import numpy as np
 import pytest
 
-from engine.identification import (
-    IdentificationThreshold,
-    card_entry,
+from engine.identification import IdentificationThreshold
+from training.openset import random_open_set_splits, run_oneshot
+from training.thresholds import (
     far_at_gallery_size,
     fit_identification_threshold,
+    identification_card_entry,
     impostor_rate,
     per_comparison_rate,
 )
-from engine.openset import random_open_set_splits, run_oneshot
 
 ENTRY = {"value": 0.45, "target_far": 0.01, "reference_gallery_size": 2000, "source": "validation people",
          "note": "FAR grows with N"}
@@ -50,7 +51,7 @@ def test_the_impostor_rate_weighs_each_other_person_as_one_enrolled_photo():
 @pytest.fixture(scope="module")
 def att_everyone(engine, data_dir):
     """All 40 AT&T people (training and testing), 10 real photos each, embedded by the engine."""
-    from engine.data import known_sets, load_crops
+    from training.data import known_sets, load_crops
     sets = known_sets(data_dir)
     people, crops = [], []
     for name in ("att_train", "att_test"):
@@ -155,7 +156,7 @@ def test_the_engine_falls_back_without_the_card_entry(engine, tmp_path, caplog):
 
 
 def test_the_card_writer_carries_the_entry(tmp_path):
-    from engine.evaluate import write_card
+    from training.evaluate import write_card
     lfw = {k: 0.0 for k in ("view2_10fold", "view2_accuracy_at_threshold", "view1_accuracy_at_threshold", "roc_auc",
                              "eer", "tar_at_far_1e-2", "tar_at_far_1e-3", "no_face_photos", "photos", "no_face_rate")}
     result = {"model_id": "twin-x", "threshold": 0.9, "calibration": {"slope": 10.0, "midpoint": 0.9}, **lfw,
@@ -169,7 +170,7 @@ class _NoValidationPeople:
 
 
 def test_card_entry_is_none_when_training_held_out_nobody(capsys):
-    assert card_entry(_NoValidationPeople()) is None
+    assert identification_card_entry(_NoValidationPeople()) is None
     assert "not fitted" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""engine.loss.contrastive_loss against values worked out by hand.
+"""training.loss.contrastive_loss against values worked out by hand.
 
     L = (1 - Y) * 1/2 * D^2  +  Y * 1/2 * max(0, m - D)^2,   Y = 0 same person, 1 different
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.loss import contrastive_loss, pair_distance
+from training.loss import contrastive_loss, pair_distance
 
 
 def loss_of(d, y, margin):

@@ -1,4 +1,4 @@
-"""One-shot identification: the protocol (engine/openset.py) on synthetic embeddings with a known
+"""One-shot identification: the protocol (training/openset.py) on synthetic embeddings with a known
 answer and on real AT&T photos through the engine and a real Gallery; and the benchmark script
 (bench/oneshot.py, imported only by the two tests of the script itself)."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.openset import (
+from training.openset import (
     Split,
     first_photo_split,
     nearest_enrolled,
@@ -82,7 +82,7 @@ def test_threshold_at_far_allows_at_most_that_share_of_strangers():
 
 @pytest.fixture(scope="module")
 def att_test_crops(data_dir):
-    from engine.data import known_sets, load_crops
+    from training.data import known_sets, load_crops
     return load_crops(known_sets(data_dir)["att_test"], progress=False)
 
 

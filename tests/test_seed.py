@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from bench import seed as seed_bench
-from engine.loss import contrastive_loss, pair_distance
 from engine.model import build_model
-from engine.train import PRESETS, batch_loss, lr_at, random_pairs
+from training.loss import contrastive_loss, pair_distance
+from training.metrics import best_threshold_accuracy
+from training.train import PRESETS, batch_loss, lr_at, random_pairs
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +88,14 @@ def test_all_pairs_of_the_att_testing_subjects_are_135_same_and_300_different():
     assert (i < j).all()
 
 
-def test_balanced_threshold_weighs_same_and_different_pairs_alike():
+def test_the_balanced_threshold_weighs_same_and_different_pairs_alike():
     # 2 same pairs and 8 different ones: plain accuracy would call everything "different"
     d = np.array([0.5, 0.6, 0.55, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3])
     same = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool)
-    t, score = seed_bench.balanced_threshold(d, same)
+    score, t = best_threshold_accuracy(d, same, balanced=True)   # the seed bench's threshold
     assert 0.6 <= t < 0.7 and score == pytest.approx((1.0 + 7 / 8) / 2)
+    plain, t_plain = best_threshold_accuracy(d, same)   # plain accuracy: 9 of 10 right, one same pair lost
+    assert plain == pytest.approx(0.9) and t_plain == pytest.approx(0.525)
     s = seed_bench.pair_scores(d, same, t)
     assert s["same_accepted"] == 1.0 and s["different_rejected"] == pytest.approx(7 / 8)
     assert s["accuracy"] == pytest.approx(0.9) and s["pairs"] == 10

@@ -2,28 +2,43 @@
 
 What is tested is everything around the encoder: the fixed box, the stored views, shards that
 resume and are shared between processes, atomic assembly keyed by the crop cache's bytes,
-the report through engine.evaluate's LFW protocol, and that nothing of the product imports
-the teacher or dlib.
+and the report through training.evaluate's LFW protocol. That nothing of the product imports
+the teacher, dlib or any training code: tests/test_layering.py.
 """
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import engine.data as data_mod
-from engine.data import (CropSet, TeacherTargetsMissing, crop_cache_file, known_sets, load_crops, load_teacher_targets,
-                         teacher_targets_path)
-from engine.evaluate import parse_pairs
+import training.data as data_mod
 from training import teacher as teacher_mod
-from training.teacher import (BOX, RECIPE, SetJob, box_pixels, lfw_report, parse_shard, row_order, targets_of,
-                              unit, write_report)
+from training.data import (
+    CropSet,
+    TeacherTargetsMissing,
+    crop_cache_file,
+    known_sets,
+    load_crops,
+    load_teacher_targets,
+    teacher_targets_path,
+)
+from training.evaluate import parse_pairs
+from training.teacher import (
+    BOX,
+    RECIPE,
+    SetJob,
+    box_pixels,
+    lfw_report,
+    parse_shard,
+    row_order,
+    targets_of,
+    unit,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -189,19 +204,3 @@ def test_lfw_report_uses_the_protocol_and_pair_photos_come_first(data_dir, tmp_p
     write_report(result, out, [job])
     text = out.read_text()
     assert "100.00% ± 0.00" in text and "| lfw |" in text
-
-
-def test_the_product_never_imports_the_teacher_or_dlib():
-    code = ("import sys, pkgutil, importlib, engine\n"
-            "for m in pkgutil.iter_modules(engine.__path__):\n"
-            "    importlib.import_module('engine.' + m.name)\n"
-            "bad = [m for m in sys.modules if m == 'dlib' or m.startswith('dlib.') or m.startswith('face_recognition')"
-            " or m == 'training' or m.startswith('training.')]\n"
-            "print(bad); sys.exit(1 if bad else 0)\n")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    for source in [ROOT / "app.py", *sorted((ROOT / "engine").rglob("*.py")), *sorted((ROOT / "demo").rglob("*.py")),
-                   *sorted((ROOT / "index").rglob("*.py"))]:
-        text = source.read_text()
-        assert "import dlib" not in text and "import training" not in text and "from training" not in text, source
-        assert "import face_recognition" not in text, source

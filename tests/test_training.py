@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import Augment, CropSet, PKSampler, known_sets, load_crops, split_by_identity
 from engine.model import ModelConfig
-from engine.train import NO_AUGMENT, PRESETS, TrainConfig, embed_all, mined_pairs, random_pairs, train
+from training.data import Augment, CropSet, PKSampler, known_sets, load_crops, split_by_identity
+from training.train import NO_AUGMENT, PRESETS, TrainConfig, embed_all, mined_pairs, random_pairs, train
 
 
 def test_pk_sampler_yields_p_people_with_k_photos_each():
@@ -111,7 +111,7 @@ def test_seed_preset_is_the_notebook_recipe():
 # -- distillation from the teacher's targets ------------------------------------------------------
 
 def test_direct_distillation_loss_by_hand():
-    from engine.loss import direct_distillation_loss
+    from training.loss import direct_distillation_loss
     s = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
     # 0 for the first row, |(-1, 1)|^2 = 2 for the second: mean 1
@@ -121,7 +121,7 @@ def test_direct_distillation_loss_by_hand():
 
 
 def test_relational_distillation_matches_the_shape_of_the_distance_matrix():
-    from engine.loss import relational_distillation_loss
+    from training.loss import relational_distillation_loss
     t = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
     assert relational_distillation_loss(t, t).item() == pytest.approx(0.0, abs=1e-8)
     # Any scale and any size: only the proportions of the distances count.
@@ -137,7 +137,7 @@ def test_relational_distillation_matches_the_shape_of_the_distance_matrix():
 def fake_teacher_file(folder, crops, seed=0):
     """A tiny fake target file for a set's real crop cache, where training looks for it:
     one random direction per person, each photo a little off it, L2-normalised."""
-    from engine.data import crop_cache_file, save_npz_atomic, teacher_targets_path
+    from training.data import crop_cache_file, save_npz_atomic, teacher_targets_path
     rng = np.random.default_rng(seed)
     directions = rng.normal(size=(len(crops.names), 128))
     t = directions[crops.labels] + 0.3 * rng.normal(size=(len(crops), 128))
@@ -149,8 +149,8 @@ def fake_teacher_file(folder, crops, seed=0):
 
 @pytest.fixture
 def teacher_dir(tmp_path, monkeypatch):
-    import engine.data
-    monkeypatch.setattr(engine.data, "TEACHER_DIR", tmp_path / "teacher")
+    import training.data
+    monkeypatch.setattr(training.data, "TEACHER_DIR", tmp_path / "teacher")
     return tmp_path / "teacher"
 
 
@@ -166,7 +166,7 @@ def test_distillation_loss_falls_with_targets_read_from_the_cache(data_dir, teac
     """Real crops, a tiny fake target file: both distillation terms fall in a few steps, through
     a projection (the student's 32-d embedding vs the teacher's 128), with single-photo people
     in every batch (distillation only) beside the P x K part."""
-    from engine.train import load_targets
+    from training.train import load_targets
     folder = known_sets(data_dir)["att_train"]
     full = load_crops(folder, progress=False)
     fake_teacher_file(folder, full)
@@ -193,7 +193,7 @@ def test_distillation_loss_falls_with_targets_read_from_the_cache(data_dir, teac
 
 
 def test_same_size_student_is_pulled_toward_the_teacher_directly(att_people, teacher_dir, tmp_path):
-    from engine.train import make_projection
+    from training.train import make_projection
     config = distill_config(model=ModelConfig(channels=(8, 16, 32, 32), embedding_size=128, input_size=32),
                             relational_weight=0.0, steps=25)
     assert make_projection(config, 128) is None
@@ -207,7 +207,7 @@ def test_same_size_student_is_pulled_toward_the_teacher_directly(att_people, tea
 
 
 def test_distillation_without_targets_fails_clearly_and_plain_training_needs_none(att_people, teacher_dir, tmp_path):
-    from engine.data import TeacherTargetsMissing
+    from training.data import TeacherTargetsMissing
     with pytest.raises(TeacherTargetsMissing, match="make teacher"):
         train(distill_config(), run_dir=tmp_path / "r", progress=False, data=att_people)
     assert not (tmp_path / "r").exists(), "nothing is written before the targets are found"
@@ -220,8 +220,8 @@ def test_distillation_without_targets_fails_clearly_and_plain_training_needs_non
 
 
 def test_cli_reports_missing_targets_in_one_line(teacher_dir, capsys, monkeypatch):
-    import engine.train as train_mod
-    from engine.data import TeacherTargetsMissing
+    import training.train as train_mod
+    from training.data import TeacherTargetsMissing
 
     def no_targets(config, **kwargs):
         assert config.distill_weight == 2.0 and config.singles_per_batch == 16
@@ -233,8 +233,8 @@ def test_cli_reports_missing_targets_in_one_line(teacher_dir, capsys, monkeypatc
 
 
 def test_recipes_are_files_over_a_base_and_the_seed_file_is_the_seed_preset():
-    from engine.recipes import ablations, about, resolve
-    from engine.train import PRESETS, TrainConfig
+    from training.recipes import ablations, about, resolve
+    from training.train import PRESETS, TrainConfig
 
     assert TrainConfig.from_dict(resolve("default")) == PRESETS["default"]
     seed = TrainConfig.from_dict(resolve("seed"))

@@ -1,6 +1,6 @@
 """The three-state verdict (issue 12, item 4): "same", "not sure", "different".
 
-The band itself (engine.verdict), how FaceEngine reads it from the model card (with a
+The band itself (engine.verdict; fitted by training.thresholds), how FaceEngine reads it from the model card (with a
 fallback), and what compare() returns on real photos.
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ import pytest
 
 from engine import DIFFERENT, NOT_SURE, SAME, VERDICTS, Comparison, FaceEngine, VerdictBand
 from engine.model import DEFAULT_WEIGHTS
-from engine.verdict import band_from_calibration, band_stats, fit_band, fit_logistic
+from engine.verdict import band_from_calibration
+from training.thresholds import band_stats, fit_band, fit_logistic
 
 
 def test_band_gives_three_verdicts_edges_included_on_the_sure_side():
@@ -139,8 +140,8 @@ def test_a_comparison_made_without_a_band_keeps_the_two_way_verdict(engine, lfw)
 # -- fitting the band, and the card written after training ------------------------------------------
 
 def test_validation_band_is_fitted_on_held_out_people(engine, data_dir):
-    from engine.data import known_sets, load_crops
-    from engine.verdict import validation_band
+    from training.data import known_sets, load_crops
+    from training.thresholds import validation_band
     load_crops(known_sets(data_dir)["att_train"], progress=False)  # the crop cache, built when missing
     entry = validation_band(engine, data_dir=data_dir, sets=("att_train",), fraction=0.25, seed=0)
     assert entry["low"] <= engine.threshold <= entry["high"]
@@ -153,13 +154,13 @@ def test_validation_band_is_fitted_on_held_out_people(engine, data_dir):
 
 
 def card_result(card: dict) -> dict:
-    """What engine.evaluate.evaluate() returns, rebuilt from a card (write_card's input)."""
+    """What training.evaluate.evaluate() returns, rebuilt from a card (write_card's input)."""
     return {**card["lfw"], "model_id": card["model_id"], "threshold": card["threshold"],
             "calibration": card["calibration"]}
 
 
 def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monkeypatch):
-    from engine import evaluate, verdict
+    from training import evaluate, thresholds
     weights = tmp_path / "twin.pt"
     shutil.copyfile(DEFAULT_WEIGHTS, weights)
     card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
@@ -169,7 +170,7 @@ def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monk
     def fake_band(eng, threshold=None, **kwargs):
         seen["threshold"] = threshold
         return fitted
-    monkeypatch.setattr(verdict, "validation_band", fake_band)
+    monkeypatch.setattr(thresholds, "validation_band", fake_band)
     result = card_result(card)
     result["verdict_band"] = evaluate.fit_verdict_band(engine, 0.93)
     assert seen["threshold"] == 0.93  # the new card's threshold, not the engine's old one
@@ -180,13 +181,13 @@ def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monk
 
 
 def test_a_card_written_without_validation_data_falls_back(engine, tmp_path, monkeypatch):
-    from engine import evaluate, verdict
+    from training import evaluate, thresholds
     weights = tmp_path / "twin.pt"
     shutil.copyfile(DEFAULT_WEIGHTS, weights)
 
     def no_data(*args, **kwargs):
         raise FileNotFoundError("no crop cache")
-    monkeypatch.setattr(verdict, "validation_band", no_data)
+    monkeypatch.setattr(thresholds, "validation_band", no_data)
     result = card_result(json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text()))
     result["verdict_band"] = evaluate.fit_verdict_band(engine, result["threshold"])
     assert result["verdict_band"] is None

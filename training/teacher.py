@@ -7,7 +7,7 @@
     python -m training.teacher --status             # how far each set has got
     python -m training.teacher --report             # LFW View 2 through these crops -> bench/results/teacher.md
 
-What the teacher sees: our own MTCNN-aligned 112x112 crop (engine.data's crop cache),
+What the teacher sees: our own MTCNN-aligned 112x112 crop (training.data's crop cache),
 upscaled 2x, dlib's 5-point shape predictor run inside a fixed box (top, right, bottom,
 left) = (0.277, 0.897, 0.987, 0.098) of the crop side (the median box of dlib's own HOG
 detector on such crops), dlib's 150 px face chip (padding 0.25, as face_recognition uses),
@@ -17,7 +17,7 @@ is the mean of the two L2-normalised embeddings, renormalised ("embedding"); the
 view ("plain") and dlib's raw descriptors ("raw", "raw_mirror") are kept beside it.
 
 Targets live in .cache/teacher/SET-DIGEST.npz, DIGEST a hash of the crop cache file's bytes
-(engine.data.teacher_targets_path): a rebuilt crop cache gets new targets. Work is done in
+(training.data.teacher_targets_path): a rebuilt crop cache gets new targets. Work is done in
 shards of a few hundred photos, each written atomically under .cache/teacher/parts/, so a
 killed run resumes where it stopped and several processes (--shard i/n) can share a set;
 the last shard to finish assembles the set's file. The encoder (dlib) is imported only
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data import (
+from training.data import (
     DATA_DIR,
     TEACHER_DIR,
     CropSet,
@@ -138,7 +138,7 @@ def targets_of(raw: np.ndarray, raw_mirror: np.ndarray) -> dict[str, np.ndarray]
 
 def lfw_pair_photos(lfw_dir: Path) -> set[str]:
     """Every photo named in LFW View 1 and View 2 (the protocol's own parser)."""
-    from engine.evaluate import parse_pairs
+    from training.evaluate import parse_pairs
     pairs = []
     for name in ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt"):
         if (lfw_dir / name).is_file():
@@ -334,9 +334,9 @@ def job_for(set_name: str, shard_size: int = SHARD_SIZE, data_dir: Path = DATA_D
 # -- the teacher's own LFW accuracy -------------------------------------------------------------
 
 def lfw_report(job: SetJob, lfw_dir: Path) -> dict:
-    """LFW View 2 10-fold (and View 1 threshold) for each stored view, via engine.evaluate's protocol."""
-    from engine.evaluate import folds_of, pair_distances, parse_pairs, ten_fold_accuracy
-    from engine.metrics import accuracy_at, best_threshold_accuracy, roc_auc, tar_at_far
+    """LFW View 2 10-fold (and View 1 threshold) for each stored view, via training.evaluate's protocol."""
+    from training.evaluate import folds_of, pair_distances, parse_pairs, ten_fold_accuracy
+    from training.metrics import accuracy_at, best_threshold_accuracy, roc_auc, tar_at_far
     views = job.partial()
     index = job.crops.index_of()
     view1 = parse_pairs(lfw_dir / "pairsDevTrain.txt") + parse_pairs(lfw_dir / "pairsDevTest.txt")

@@ -5,7 +5,7 @@ the 112 x 112 crops are cached under `.cache/crops/` (git-ignored). A cache file
 a hash of the alignment version, detector policy and file list, so it is rebuilt whenever
 any of them changes and re-used otherwise.
 
-    python -m engine.data cache [--sets celeba_aligned celeba_wild att_train lfw] [--workers 2]
+    python -m training.data cache [--sets celeba_aligned celeba_wild att_train lfw] [--workers 2]
 
 Teacher targets (training/teacher.py, run with `make teacher`) are cached beside the crops,
 under `.cache/teacher/`, one file per crop cache file, named after a hash of that file's
@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from PIL import ImageOps
 
-from .align import ALIGNMENT_VERSION, CROP_SIZE, align
-from .detect import FaceDetector, nearest_centre
+from engine.align import ALIGNMENT_VERSION, CROP_SIZE, align
+from engine.detect import FaceDetector, nearest_centre
 
 ROOT = Path(__file__).resolve().parent.parent
-from .settings import DATA_DIR, MIN_FACE_SIZE  # noqa: E402  (one place for TWIN_DATA)
+from engine.settings import DATA_DIR, MIN_FACE_SIZE  # noqa: E402  (one place for TWIN_DATA)
 
 CACHE_DIR = Path(os.environ.get("TWIN_CACHE", ROOT / ".cache" / "crops"))
 TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teacher"))
@@ -150,7 +150,7 @@ def _align_chunk(folder: FolderSet, paths: list[Path], progress: bool):
     """Detect and align one worker's share of the photos (one torch thread per worker)."""
     from tqdm import tqdm
 
-    from .images import load_image
+    from engine.images import load_image
     torch.set_num_threads(1)
     detector = FaceDetector(min_face_size=DETECTOR_POLICY["min_face_size"], min_score=DETECTOR_POLICY["retry_score"],
                             thresholds=DETECTOR_POLICY["thresholds"])

@@ -10,7 +10,7 @@ At a distance threshold t (a match when distance <= t):
   that they would be named as someone.
 
 Used by bench/oneshot.py (LFW, AT&T through a real index.Gallery), by
-engine.identification (fitting the identification threshold on the validation people) and by
+training.thresholds (fitting the identification threshold on the validation people) and by
 the tests. Nothing here imports scikit-learn or dev packages; `run_oneshot` imports
 index.Gallery when called.
 """

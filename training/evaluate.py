@@ -1,7 +1,7 @@
 """Evaluate a twin network on LFW with the standard protocol, and fit its threshold and calibration.
 
-    python -m engine.evaluate                         # engine/weights/twin.pt
-    python -m engine.evaluate --weights runs/x/model.pt --write-card
+    python -m training.evaluate                         # engine/weights/twin.pt
+    python -m training.evaluate --weights runs/x/model.pt --write-card
 
 View 2 (pairs.txt): 10 folds in file order; for each fold the threshold is fitted on the other
 nine and tested on it; mean +- std. The shipped threshold is fitted on View 1 (pairsDevTrain +
@@ -212,7 +212,7 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "recipe_file": _recipe_text(config.get("recipe")),
         "initialised_from": train.get("initialised_from"),
         "training_command": (f"make train RECIPE={config.get('recipe')}" if config.get("recipe")
-                             else "python -m engine.train (see recipe)"),
+                             else "python -m training.train (see recipe)"),
         "intended_use": INTENDED_USE,
         "teacher": TEACHER_CARD if (config.get("distill_weight") or config.get("relational_weight")) else None,
         "training_time_minutes": train.get("minutes"),
@@ -238,10 +238,10 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
 
 
 def fit_verdict_band(engine, threshold: float) -> dict[str, Any] | None:
-    """The three-state verdict's band for the card (engine.verdict.validation_band: fitted on the
+    """The three-state verdict's band for the card (training.thresholds.validation_band: fitted on the
     validation people training held out, never LFW); None, and FaceEngine falls back to a band
     from the calibration, when those people or their cached crops are not there."""
-    from .verdict import validation_band
+    from .thresholds import validation_band
     try:
         band = validation_band(engine, threshold=threshold)
     except (OSError, KeyError, ValueError) as exc:
@@ -253,9 +253,10 @@ def fit_verdict_band(engine, threshold: float) -> dict[str, Any] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from engine.model import DEFAULT_WEIGHTS
+    from engine.pipeline import FaceEngine
+
     from .data import DATA_DIR
-    from .model import DEFAULT_WEIGHTS
-    from .pipeline import FaceEngine
     parser = argparse.ArgumentParser(description="LFW evaluation (standard protocol) of a twin network.")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--lfw", type=Path, default=DATA_DIR / "lfw")
@@ -280,8 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_card:
         result["verdict_band"] = fit_verdict_band(engine, result["threshold"])
-        from .identification import card_entry  # fitted on the validation people, never LFW
-        result["identification_threshold"] = card_entry(engine)
+        from .thresholds import identification_card_entry  # fitted on the validation people, never LFW
+        result["identification_threshold"] = identification_card_entry(engine)
         print("model card:", write_card(args.weights, result, engine.meta))
     return 0
 

@@ -3,7 +3,7 @@
     {"base": "default", "name": "margin-0.8", "margin": 0.8}
 
 `base` names another recipe file (or "default": the TrainConfig defaults); nested keys
-(`model`, `augment`) are merged key by key. `python -m engine.train --config NAME` trains
+(`model`, `augment`) are merged key by key. `python -m training.train --config NAME` trains
 one; the bench names them; the model card records the recipe by name and content.
 Training only: nothing here is imported by inference.
 """

@@ -1,9 +1,9 @@
 """Train the twin network with the contrastive loss.
 
-    python -m engine.train                       # the shipped recipe (preset "default")
-    python -m engine.train --preset seed         # the seed notebook's network and recipe
-    python -m engine.train --minutes 10 --pairs random --name ablation-random
-    python -m engine.train --resume runs/default/last.pt
+    python -m training.train                       # the shipped recipe (preset "default")
+    python -m training.train --preset seed         # the seed notebook's network and recipe
+    python -m training.train --minutes 10 --pairs random --name ablation-random
+    python -m training.train --resume runs/default/last.pt
 
 The whole recipe is one TrainConfig (saved in every checkpoint). Batches are P people x K
 photos; pairs are mined inside each batch: every positive pair, plus the hardest negative of
@@ -25,7 +25,7 @@ beside it and dropped after training (`distill_projection`). `singles_per_batch`
 photos of people with a single photo (no pairs, so never in the P x K part) to each
 batch: they count in the distillation terms only.
 
-    python -m engine.train --distill-weight 2 --relational-weight 1 --singles-per-batch 32 --name distill
+    python -m training.train --distill-weight 2 --relational-weight 1 --singles-per-batch 32 --name distill
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.model import ModelConfig, TwinNet, build_model, embed_crops, pick_device, save_checkpoint
+
 from .data import (
     Augment,
     CropSet,
@@ -55,7 +57,6 @@ from .data import (
 )
 from .loss import contrastive_loss, direct_distillation_loss, pair_distance, relational_distillation_loss
 from .metrics import best_threshold_accuracy, roc_auc
-from .model import ModelConfig, TwinNet, build_model, pick_device, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -254,8 +255,9 @@ def centre_targets(targets: torch.Tensor, train_rows: np.ndarray) -> torch.Tenso
 
 def load_raw(root: Path) -> CropSet:
     """Un-aligned photos as they are (the seed preset resizes them, as the notebook did)."""
+    from engine.images import load_image
+
     from .data import FolderSet
-    from .images import load_image
     files = FolderSet("raw", root).files()
     names = sorted({p for p, _ in files})
     crops = np.stack([np.asarray(load_image(path)) for _, path in files])
@@ -264,7 +266,7 @@ def load_raw(root: Path) -> CropSet:
 
 
 def to_input(crops: np.ndarray, config: TrainConfig, augment: bool, generator: torch.Generator) -> torch.Tensor:
-    from .model import normalise
+    from engine.model import normalise
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
     if augment:
         x = config.augment(x, generator)
@@ -286,17 +288,15 @@ def validation_pairs(labels: np.ndarray, seed: int, max_pairs: int = 3000) -> np
     return np.array([(a, b, 0) for a, b in pos] + [(a, b, 1) for a, b in neg])
 
 
-@torch.no_grad()
 def embed_all(model: TwinNet, crops: np.ndarray, config: TrainConfig, device: torch.device, flip: bool = True,
               batch: int = 256) -> np.ndarray:
+    """The model's embeddings of these crops, in eval mode, through the engine's own loop
+    (engine.model.embed_crops, as FaceEngine.embed_crops): un-augmented, preprocessed by the
+    model's config, which is config.model (train() builds the model from it)."""
+    if model.config != config.model:
+        raise ValueError("embed_all: the model was not built from this recipe's model config")
     model.eval()
-    out = []
-    gen = torch.Generator()
-    for s in range(0, len(crops), batch):
-        x = to_input(crops[s:s + batch], config, False, gen).to(device)
-        e = model.embed_flip_averaged(x) if flip else model.embed(x)
-        out.append(e.cpu().numpy())
-    return np.concatenate(out)
+    return embed_crops(model, crops, flip=flip, batch_size=batch, device=device)
 
 
 def validate(model: TwinNet, crops: np.ndarray, pairs: np.ndarray, config: TrainConfig, device) -> dict[str, float]:

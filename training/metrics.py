@@ -10,21 +10,33 @@ def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> fl
     return float(np.mean((distances <= threshold) == same))
 
 
-def best_threshold_accuracy(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold with the highest accuracy on these pairs, and that accuracy.
+def best_threshold_accuracy(distances: np.ndarray, same: np.ndarray, balanced: bool = False) -> tuple[float, float]:
+    """The accuracy of the best threshold on these pairs ("same" when distance <= t), and that
+    threshold: (accuracy, threshold). The one threshold search of the project.
 
-    Candidates are midpoints between consecutive sorted distances; ties go to the smaller.
+    balanced: maximise the balanced accuracy instead, the mean of the accuracies on same and on
+    different pairs (each kind weighs alike however many there are of it).
+
+    Candidates are midpoints between consecutive sorted distinct distances (and just below the
+    smallest, just above the largest); ties go to the smaller.
     """
+    distances = np.asarray(distances)
     d = np.sort(np.unique(distances))
     candidates = np.concatenate([[d[0] - 1e-6], (d[:-1] + d[1:]) / 2, [d[-1] + 1e-6]])
     order = np.argsort(distances)
-    ds, ss = distances[order], same[order].astype(bool)
-    # accuracy(t) = (#same with d<=t + #diff with d>t) / n, computed for all t at once
-    same_below = np.searchsorted(ds, candidates, side="right")
+    ds, ss = distances[order], np.asarray(same)[order].astype(bool)
+    # for all t at once: how many pairs (all, same) have d <= t
+    below = np.searchsorted(ds, candidates, side="right")
     cum_same = np.concatenate([[0], np.cumsum(ss)])
-    n_same_below = cum_same[same_below]
-    n_diff_above = (~ss).sum() - (same_below - n_same_below)
-    acc = (n_same_below + n_diff_above) / len(ds)
+    n_same_below = cum_same[below]
+    n_diff_below = below - n_same_below
+    n_same, n_diff = int(ss.sum()), int((~ss).sum())
+    if balanced:
+        # (share of same pairs accepted + share of different pairs rejected) / 2
+        acc = (n_same_below / max(n_same, 1) + (1 - n_diff_below / max(n_diff, 1))) / 2
+    else:
+        # (#same with d <= t + #different with d > t) / n
+        acc = (n_same_below + (n_diff - n_diff_below)) / len(ds)
     best = int(np.argmax(acc))
     return float(acc[best]), float(candidates[best])
 
