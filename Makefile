@@ -31,12 +31,15 @@ cache: $(VENV)/.dev
 
 # Trains a recipe from configs/ (default: contrastive only from scratch, 90 minutes; the shipped
 # weights are configs/shipped.json, the same for 110) into engine/weights/twin.pt, then fits its
-# thresholds and calibration and writes the model card engine/weights/twin.json. Recipes that
-# distill (teacher-finetune, teacher-scratch) first cache the teacher's targets (make teacher).
+# thresholds and calibration and writes the model card engine/weights/twin.json. A recipe that
+# distills (the recipe itself says so: `python -m training.recipes needs-teacher NAME`, e.g.
+# teacher, teacher-finetune) first caches the teacher's targets (make teacher); an unknown
+# recipe stops here.
 RECIPE ?= default
 train: $(VENV)/.dev
 	$(PY) -m training.data cache
-	$(if $(filter teacher-finetune teacher-scratch,$(RECIPE)),$(MAKE) teacher,)
+	@$(PY) -m training.recipes needs-teacher $(RECIPE); status=$$?; \
+	if [ $$status -eq 0 ]; then $(MAKE) teacher ARGS=; elif [ $$status -ne 1 ]; then exit $$status; fi
 	$(PY) -m training.train --config $(RECIPE) --out engine/weights/twin.pt $(ARGS)
 	$(PY) -m training.evaluate --write-card --plots bench/results
 
@@ -82,9 +85,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt pyproject.toml
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# Teacher targets for distillation: dlib's encoder over the cached crops (training sets, then LFW),
-# in .venv-bench (requirements-bench.txt), one core, resumable; then its own LFW accuracy.
-# `make teacher ARGS="--shard 0/2"` shares the work between processes. Never needed by `make test`.
+# Teacher targets for distillation: dlib's encoder over the cached crops of the training sets,
+# in .venv-bench (requirements-bench.txt), one core, resumable. `make teacher ARGS="--shard 0/2"`
+# shares the work between processes. Never needed by `make test`.
 BENCH_VENV := .venv-bench
 BENCH_PY   := $(BENCH_VENV)/bin/python
 
@@ -92,8 +95,10 @@ BENCH_PY   := $(BENCH_VENV)/bin/python
 teacher: $(BENCH_VENV)/.teacher $(VENV)/.dev
 	$(PY) -m training.data cache
 	nice -n 10 $(BENCH_PY) -m training.teacher $(ARGS)
-	$(BENCH_PY) -m training.teacher --report
+	$(BENCH_PY) -m training.teacher --status
 
+# The teacher's own LFW accuracy (bench/results/teacher.md). It needs the teacher's embeddings of
+# LFW, which `make teacher` leaves out (hours on CPU): first `make teacher ARGS="--sets lfw"`.
 teacher-report: $(BENCH_VENV)/.teacher
 	$(BENCH_PY) -m training.teacher --report
 

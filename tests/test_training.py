@@ -232,6 +232,19 @@ def test_cli_reports_missing_targets_in_one_line(teacher_dir, capsys, monkeypatc
     assert "make teacher" in capsys.readouterr().err
 
 
+def test_a_recipe_says_whether_it_needs_the_teacher(capsys):
+    """`make train` asks the recipe (python -m training.recipes needs-teacher NAME) whether to run
+    `make teacher` first: exactly the recipes that distill."""
+    from training.recipes import CONFIGS, main, needs_teacher, resolve
+
+    names = [str(p.relative_to(CONFIGS).with_suffix("")) for p in sorted(CONFIGS.rglob("*.json"))]
+    for name in names:
+        assert needs_teacher(name) == TrainConfig.from_dict(resolve(name)).distills, name
+    assert needs_teacher("teacher") and needs_teacher("teacher-finetune") and not needs_teacher("shipped")
+    assert main(["needs-teacher", "teacher"]) == 0 and main(["needs-teacher", "default"]) == 1
+    assert main(["needs-teacher", "no-such-recipe"]) == 2 and "No recipe" in capsys.readouterr().err
+
+
 def test_recipes_are_files_over_a_base_and_the_seed_file_is_the_seed_preset():
     from training.recipes import ablations, about, resolve
     from training.train import PRESETS, TrainConfig

@@ -6,10 +6,17 @@
 (`model`, `augment`) are merged key by key. `python -m training.train --config NAME` trains
 one; the bench names them; the model card records the recipe by name and content.
 Training only: nothing here is imported by inference.
+
+    python -m training.recipes needs-teacher NAME   # exit 0 if NAME distills (needs `make teacher`), else 1
+
+`make train` asks the recipe itself whether the teacher's targets must be cached first.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +62,28 @@ def about(name: str | Path) -> str:
 def ablations() -> list[str]:
     """Every recipe under configs/ablations/, by name."""
     return sorted(f"ablations/{p.stem}" for p in (CONFIGS / "ablations").glob("*.json"))
+
+
+def needs_teacher(name: str | Path) -> bool:
+    """Whether the resolved recipe distills from the teacher (distill_weight or relational_weight
+    > 0; TrainConfig.distills), so that training needs its cached targets (`make teacher`)."""
+    recipe = resolve(name)
+    return any(float(recipe.get(key) or 0) > 0 for key in ("distill_weight", "relational_weight"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Ask a training recipe (configs/NAME.json) about itself.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ask = sub.add_parser("needs-teacher", help="exit 0 when the recipe distills from the teacher, 1 when not")
+    ask.add_argument("name", help="a recipe: configs/NAME.json by NAME, or a JSON file")
+    args = parser.parse_args(argv)
+    try:
+        needed = needs_teacher(args.name)
+    except (OSError, TypeError, ValueError) as error:  # no such recipe, a base loop, unreadable JSON
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0 if needed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

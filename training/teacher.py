@@ -1,11 +1,13 @@
-"""Teacher targets: dlib's ResNet face encoder run once over every cached crop.
+"""Teacher targets: dlib's ResNet face encoder run once over the cached crops.
 
-    python -m training.teacher                      # training sets first, then LFW; resumes
+    python -m training.teacher                      # the training sets (what distillation needs); resumes
+    python -m training.teacher --sets lfw           # LFW too (hours on CPU): --report needs it
     python -m training.teacher --sets att_train     # some sets only
     python -m training.teacher --shard 0/2          # every 2nd shard (run 1/2 beside it)
     python -m training.teacher --sample 50          # time the teacher on 50 crops, cache nothing
     python -m training.teacher --status             # how far each set has got
     python -m training.teacher --report             # LFW View 2 through these crops -> bench/results/teacher.md
+                                                    # (after --sets lfw; `make teacher-report`)
 
 What the teacher sees: our own MTCNN-aligned 112x112 crop (training.data's crop cache),
 upscaled 2x, dlib's 5-point shape predictor run inside a fixed box (top, right, bottom,
@@ -51,8 +53,9 @@ from training.data import (
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN_SETS = ("celeba_aligned", "celeba_wild", "att_train")
-#: Training sets first (the distillation run waits for them), LFW (evaluation only) last.
-DEFAULT_SETS = TRAIN_SETS + ("lfw",)
+#: What `make teacher` embeds: the training sets, all that distillation needs. LFW (evaluation
+#: only, for --report: the teacher's own accuracy) takes hours on CPU: `--sets lfw`.
+DEFAULT_SETS = TRAIN_SETS
 SHARD_SIZE = 256
 DIM = 128
 
@@ -345,7 +348,8 @@ def lfw_report(job: SetJob, lfw_dir: Path) -> dict:
     absent = [p for p in needed if p not in index or not views["seen"][index[p]]]
     if absent:
         raise RuntimeError(f"{len(absent)} of the {len(needed)} LFW pair photos are not embedded yet "
-                           f"(e.g. {absent[:2]}); run the teacher on lfw first")
+                           f"(e.g. {absent[:2]}); embed them first: make teacher ARGS=\"--sets lfw\" "
+                           "(python -m training.teacher --sets lfw; hours on CPU)")
     rows = np.array([index[p] for p in needed])
     result = {"photos": len(needed), "no_face_in_pairs": int((~job.crops.found[rows]).sum()),
               "seconds_per_photo": float(views["seconds"][rows].mean()),
