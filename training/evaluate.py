@@ -207,7 +207,7 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "recipe": {k: config.get(k) for k in ("pairs", "margin", "p", "k", "optimizer", "lr", "weight_decay",
                                                "warmup_steps", "minutes", "augment", "seed", "val_fraction",
                                                "distill_weight", "relational_weight", "distill_target",
-                                               "distill_projection", "singles_per_batch")},
+                                               "distill_projection", "distill_centre", "singles_per_batch")},
         "recipe_name": config.get("recipe"),
         "recipe_file": _recipe_text(config.get("recipe")),
         "initialised_from": train.get("initialised_from"),
