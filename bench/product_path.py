@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,12 +99,32 @@ def measure(weights: Path) -> dict:
             "no_face": len(missing), "photos": len(photos), "seconds": seconds}
 
 
+def record_in_card(weights: Path, row: dict) -> None:
+    """lfw.product_path in the card beside the weights (skipped when there is no card)."""
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        return
+    card = json.loads(card_path.read_text())
+    card.setdefault("lfw", {})["product_path"] = {
+        "mean": row["tenfold"]["mean"], "std": row["tenfold"]["std"], "at_threshold": row["at_threshold"],
+        "auc": row["auc"], "no_face_photos": row["no_face"], "photos": row["photos"],
+        "how": "View 2 10-fold through FaceEngine.faces() on the original photos, most prominent face "
+               "(bench/product_path.py)"}
+    card_path.write_text(json.dumps(card, indent=1, default=float) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, nargs="+", default=[ROOT / "engine" / "weights" / "twin.pt"])
     parser.add_argument("--out", type=Path, default=RESULTS / "product_path.md")
+    parser.add_argument("--write-card", action="store_true",
+                        help="record each model's product-path figure in its model card (WEIGHTS.json), "
+                             "where the About tab shows it")
     args = parser.parse_args(argv)
     rows = [measure(w) for w in args.weights]
+    if args.write_card:
+        for weights, r in zip(args.weights, rows, strict=True):
+            record_in_card(weights, r)
     lines = ["# LFW through the product path", "",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- command: `python bench/product_path.py --weights {' '.join(r['weights'] for r in rows)}`",

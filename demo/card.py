@@ -61,9 +61,24 @@ def data_section(card: dict) -> str:
              else f"Training sets: {sets}."]
     if data.get("licence"):
         lines.append(f"**Licence.** {md_escape(data['licence'])}")
-    if card.get("teacher"):
-        lines.append(f"**Teacher.** {md_escape(card['teacher'])}")
+    teacher = teacher_sentence(card)
+    if teacher:
+        lines.append(teacher)
     return "\n\n".join(lines)
+
+
+def teacher_sentence(card: dict) -> str:
+    """What the training-time teacher was and contributed, when the card names one."""
+    teacher, recipe = _dict(card, "teacher"), _dict(card, "recipe")
+    if not teacher:
+        return ""
+    weight = recipe.get("distill_weight")
+    how = (f" Besides the contrastive loss on pairs, each training photo's embedding was pulled toward the "
+           f"teacher's embedding of the same photo (weight {weight})." if isinstance(weight, (int, float)) and weight
+           else "")
+    parts = [f"**Teacher (training only).** {md_escape(teacher.get('model', 'a teacher network'))}.{how}",
+             md_escape(str(teacher.get("use", "")).rstrip(".") + ".") if teacher.get("use") else "", f"Licence: {md_escape(teacher.get('licence', '–'))}."]
+    return " ".join(part for part in parts if part)
 
 
 def accuracy_section(card: dict, threshold: float) -> str:

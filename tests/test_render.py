@@ -107,6 +107,17 @@ def test_the_about_page_reads_the_card_for_people():
     assert "<script>" not in text and "input_size" not in text and "{" not in text
 
 
+def test_the_about_page_names_the_teacher_in_words_not_as_a_dict():
+    from demo import card
+    from training.evaluate import TEACHER_CARD
+    model = {"training_data": {"sets": ["celeba_aligned"]}, "teacher": TEACHER_CARD,
+             "recipe": {"distill_weight": 2.0}}
+    text = card.data_section(model)
+    assert "Teacher (training only)" in text and "dlib" in text and "weight 2.0" in text
+    assert "public domain" in text and "{" not in text and "'model'" not in text
+    assert "Teacher" not in card.data_section({"training_data": {"sets": ["celeba_aligned"]}, "teacher": None})
+
+
 @pytest.mark.parametrize("name", ["Click https://evil。example/login", "www.evil.example", "mail ann@evil.example",
                                   "$x^2$ maths"])
 def test_a_name_never_becomes_a_link_or_maths(name):
