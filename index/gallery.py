@@ -225,6 +225,11 @@ class Gallery:
         return sorted((Person(n, c, _when(a), _when(b)) for n, c, a, b in self.store.people()),
                       key=lambda p: (p.name.casefold(), p.name))
 
+    def count_people(self) -> int:
+        """How many people are enrolled (len(people()) without listing them: one COUNT in SQLite;
+        on Milvus, a scan of the name keys alone). Never waits for a writer."""
+        return self.store.count_people()
+
     def entries(self, name: str | None = None) -> list[Entry]:
         """Every entry (or those of one person: one indexed query), oldest first."""
         name = None if name is None else clean_name(name)

@@ -297,6 +297,10 @@ class Store:
                                  [int(i) for i in ids]).fetchall()
         return dict(rows)
 
+    def count_people(self) -> int:
+        """How many people (distinct names): read from the name index, no row is fetched."""
+        return int(self.conn.execute("SELECT count(DISTINCT name) FROM entries").fetchone()[0])
+
     def people(self) -> list[tuple[str, int, float, float]]:
         return self.conn.execute("SELECT name, count(*), min(enrolled), max(enrolled) FROM entries "
                                  "GROUP BY name").fetchall()

@@ -712,6 +712,49 @@ def test_owner_and_entries_of_a_person_are_one_indexed_query(make, faces):
     assert "USING INDEX entries_by_name" in plans["entries"] and "SCAN" not in plans["entries"], plans
 
 
+def test_count_people_counts_people_not_entries_on_every_store(make_any, faces):
+    """Identify sizes its threshold by the number of people on every request: count_people
+    must agree with people() through enrollments, removals, renames and merges."""
+    g = make_any(retry_window=0)
+    assert g.count_people() == 0
+    rng = np.random.default_rng(5)
+    for name, key in (("George W. Bush", "George_W_Bush_1"), ("George W. Bush", "George_W_Bush_2"),
+                      ("Colin Powell", "Colin_Powell_1"), ("Tony Blair", "Tony_Blair_1"), ("s5", "s5_1"),
+                      ("s6", "s6_1")):
+        for _ in range(3):                        # several photos each: the same face, nudged
+            nudged = faces[key].embedding + 0.05 * rng.standard_normal(128).astype(np.float32)
+            g.enroll(name, nudged / np.linalg.norm(nudged))
+    assert len(g) == 18 and g.count_people() == len(g.people()) == 5
+    g.enroll("george w. bush", faces["George_W_Bush_1"].embedding)   # another name, by case
+    assert g.count_people() == len(g.people()) == 6
+    g.remove_entry(g.entries("george w. bush")[0].entry_id)           # the last entry of a person
+    assert g.count_people() == 5
+    g.remove_entry(g.entries("Colin Powell")[0].entry_id)             # one of three
+    assert g.count_people() == 5
+    assert g.remove_person("Tony Blair") == 3
+    assert g.count_people() == len(g.people()) == 4
+    g.rename_person("s5", "s6", merge=True)
+    assert g.count_people() == len(g.people()) == 3
+    g.rename_person("s6", "Somebody")
+    assert g.count_people() == 3 and [p.entries for p in g.people()] == [2, 6, 6]
+
+
+def test_count_people_is_one_statement_on_the_name_index(make, faces):
+    g = make()
+    for i in range(40):
+        g.enroll(f"person {i % 7}", faces["s5_1"].embedding, retry_window=0)
+    statements: list[str] = []
+    conn = g.store._reader.conn
+    conn.set_trace_callback(statements.append)
+    try:
+        assert g.count_people() == 7
+    finally:
+        conn.set_trace_callback(None)
+    assert len(statements) == 1, statements
+    plan = " | ".join(row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statements[0]))
+    assert "COVERING INDEX entries_by_name" in plan, plan
+
+
 def test_a_committed_enrollment_is_reported_even_if_the_index_fails(make, faces, monkeypatch, caplog):
     """The reply must match what is stored: once SQLite committed, enroll returns the id even if
     the in-memory index cannot take the vector (it is rebuilt from SQLite at the next search)."""

@@ -99,6 +99,9 @@ class VectorStore(Protocol):
 
     def count(self) -> int: ...
 
+    def count_people(self) -> int:
+        """How many people (distinct names) are enrolled: without listing them."""
+
     def people(self) -> list[tuple[str, int, float, float]]:
         """(name, entries, first enrolled, last enrolled) per person."""
 

@@ -265,6 +265,9 @@ class FaissStore:
     def count(self) -> int:
         return self._read(Store.count)
 
+    def count_people(self) -> int:
+        return self._read(Store.count_people)
+
     def people(self) -> list[tuple[str, int, float, float]]:
         return self._read(Store.people)
 

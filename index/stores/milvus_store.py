@@ -546,6 +546,13 @@ class MilvusStore:
         with self._reading():
             return self._count()
 
+    def count_people(self) -> int:
+        """Milvus has no count(DISTINCT ...) (and Milvus Lite ignores a query's group_by_fields):
+        the distinct name keys, read a page at a time, are counted here. Only the 64-character
+        key (and the id) of each entry travels, nothing is summed up per person."""
+        with self._reading():
+            return len({r["name_key"] for rows in self._scan("", ["name_key"]) for r in rows})
+
     def people(self) -> list[tuple[str, int, float, float]]:
         with self._reading():
             seen: dict[str, list] = {}
