@@ -22,7 +22,9 @@ from typing import Any
 
 from PIL import Image
 
-from engine import Comparison, Face, FaceEngine, InvalidImage, load_image
+from engine import Comparison, Face, FaceEngine, InvalidImage, load_image, picking
+from engine.errors import BadFaceNumber
+from engine.settings import MIN_FACE_SIZE
 from index import GalleryCorrupt, GalleryError
 from index.enrollment import Candidate as EnrollCandidate
 from index.enrollment import Outcome, admit, candidate_from, enroll_collection
@@ -104,6 +106,13 @@ class IdentifiedFace:
 
 
 @dataclass
+class Identification:
+    photo: Photo
+    faces: list[IdentifiedFace]
+    threshold: float           # the naming threshold the faces were judged by (naming_threshold)
+
+
+@dataclass
 class EnrollResult:
     name: str
     entries: list[tuple[Any, Any, str]] = field(default_factory=list)      # (entry id, crop, photo) made
@@ -160,12 +169,13 @@ class TwinService:
             raise UserError(f"Add photo {'A' if a is None else 'B'} first "
                             "(upload a file, use the webcam or paste one).")
         photo_a, photo_b = self.photos([a, b])
-        used_a, used_b = _pick(number_a, photo_a, "A"), _pick(number_b, photo_b, "B")
-        comparison = self.engine.compare_faces(photo_a.faces[used_a - 1], photo_b.faces[used_b - 1])
-        return CompareResult(photo_a, photo_b, used_a, used_b, comparison)
+        comparison = self.engine.compare_faces(_pick(number_a, photo_a, "A"), _pick(number_b, photo_b, "B"))
+        return CompareResult(photo_a, photo_b, number_a, number_b, comparison)
 
     # -- identify --------------------------------------------------------------------------
-    def identify(self, photo: PhotoInput | None) -> tuple[Photo, list[IdentifiedFace]]:
+    def identify(self, photo: PhotoInput | None) -> Identification:
+        """Every face of the photo (up to the cap), its TOP_K nearest entries (one search per
+        face) and the person it is, if the nearest is within the naming threshold."""
         if photo is None:
             raise UserError("Add a photo first (upload a file, use the webcam or paste one).")
         (found,) = self.photos([photo])
@@ -174,9 +184,9 @@ class TwinService:
             threshold = self.naming_threshold()
             for i, face in enumerate(found.faces):
                 top = [self._candidate(m) for m in self.gallery.search(face.embedding, k=TOP_K)]
-                match = top[0] if top and self._within(top[0].distance, threshold) else None
+                match = top[0] if top and top[0].distance <= threshold else None
                 result.append(IdentifiedFace(i + 1, face, match, top))
-        return found, result
+        return Identification(found, result, threshold)
 
     def naming_threshold(self) -> float:
         """The distance within which Identify names someone: the engine's identification threshold
@@ -184,12 +194,9 @@ class TwinService:
         the gallery's own threshold."""
         identification = getattr(self.engine, "identification", None)
         if identification is not None and hasattr(identification, "for_gallery"):
-            return float(identification.for_gallery(max(1, len(self.gallery.people()))))
+            return float(identification.for_gallery(max(1, self.gallery.count_people())))
         threshold = getattr(self.gallery, "threshold", None)
         return float(self.engine.threshold if threshold is None else threshold)
-
-    def _within(self, distance: float, threshold: float | None = None) -> bool:
-        return distance <= (self.naming_threshold() if threshold is None else threshold)
 
     def _candidate(self, match: Any) -> Candidate:
         distance = float(match.distance)
@@ -243,11 +250,13 @@ class TwinService:
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:
+        """Everyone enrolled with their entry ids (oldest first), ordered as Gallery.people
+        orders them: from one read of the entries."""
         with _gallery_errors():
             by_name: dict[str, list[Any]] = {}
             for entry in self.gallery.entries():
                 by_name.setdefault(entry.name, []).append(entry.entry_id)
-            return [Person(p.name, by_name.get(p.name, [])) for p in self.gallery.people()]
+        return [Person(name, ids) for name, ids in sorted(by_name.items(), key=lambda p: (p[0].casefold(), p[0]))]
 
     def entries_of(self, person: str | None) -> list[Any]:
         """The entry ids of one person, oldest first ([] for nobody)."""
@@ -339,36 +348,23 @@ def _found(faces: Sequence[Face]) -> int:
 
 
 def face_number(value: Any, which: str) -> int:
-    """A face number as a client may send it (1, 1.0, "2"), or UserError saying what is wrong."""
-    if value is None or value == "":
-        return 1
-    if isinstance(value, bool):
-        raise UserError(f"The face number for photo {which} must be a whole number from 1.")
+    """A face number as a client may send it (1, 1.0, "2"; none: 1), or UserError saying what is wrong."""
     try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise UserError(f"The face number for photo {which} must be a whole number from 1.") from None
-    if not math.isfinite(number) or number != int(number) or not 1 <= number <= 10_000:
+        return picking.face_number(value)
+    except BadFaceNumber:
         raise UserError(f"The face number for photo {which} must be a whole number from 1 "
-                        f"(not {str(value)[:20]}).")
-    return int(number)
+                        f"(not {str(value)[:20]}).") from None
 
 
-def _pick(number: int, photo: Photo, which: str) -> int:
-    if not photo.faces:
-        raise UserError(f"No face was found in photo {which}. Try a sharper, front-facing photo "
-                        f"where the face is at least 20 pixels wide.")
-    if number > len(photo.faces):
-        count = photo.found
-        shown = f" (the {len(photo.faces)} largest can be picked)" if photo.capped else ""
-        raise UserError(f"Photo {which} has {count} face{'s' if count != 1 else ''}{shown}; "
-                        f"there is no face {number}.")
-    return number
+#: How the app words a photo without the face asked for (engine.picking.pick_face's fields).
+NO_FACE = ("No face was found in photo {which}. Try a sharper, front-facing photo "
+           f"where the face is at least {MIN_FACE_SIZE} pixels wide.")
+NO_SUCH_FACE = "Photo {which} has {found} face{s}{shown}; there is no face {number}."
 
 
-def _strip_label(message: str, label: str) -> str:
-    prefix = f"{label}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+def _pick(number: int, photo: Photo, which: str) -> Face:
+    return picking.pick_face(photo.faces, number, which, found=photo.found, no_face=NO_FACE,
+                             no_such_face=NO_SUCH_FACE)
 
 
 def entry_number(value: Any) -> int | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .errors import FaceError, InvalidImage, NoFaceFound
 from .model import DEFAULT_WEIGHTS
+from .picking import face_argument
 
 EXIT_USER_ERROR = 2
 
@@ -41,9 +42,9 @@ def _parser() -> argparse.ArgumentParser:
                                   description="Compare the most prominent face (or the chosen one) of two photos.")
     compare.add_argument("photo_a", type=Path, help="first photo")
     compare.add_argument("photo_b", type=Path, help="second photo")
-    compare.add_argument("--face-a", type=_face_number, default=1, metavar="N",
+    compare.add_argument("--face-a", type=face_argument, default=1, metavar="N",
                          help="which face of the first photo, 1 = most prominent (default 1)")
-    compare.add_argument("--face-b", type=_face_number, default=1, metavar="N",
+    compare.add_argument("--face-b", type=face_argument, default=1, metavar="N",
                          help="which face of the second photo (default 1)")
     compare.set_defaults(run=_compare)
 
@@ -58,16 +59,6 @@ def _parser() -> argparse.ArgumentParser:
                          help="model checkpoint (default: engine/weights/twin.pt)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
-
-
-def _face_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a face number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("faces are numbered from 1 (the most prominent)")
-    return value
 
 
 def _load(path: Path, which: str):

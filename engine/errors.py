@@ -10,11 +10,28 @@ class InvalidImage(FaceError, ValueError):
 
 
 class NoFaceFound(FaceError):
-    """A photo contains no face the detector is confident about."""
+    """A photo contains no face the detector is confident about, or not the face asked for.
 
-    def __init__(self, message: str, which: str | None = None):
+    which: the photo, as the message names it; number: the face asked for (1 = the most
+    prominent); found: how many faces the photo has (engine.picking.pick_face fills all three).
+    """
+
+    def __init__(self, message: str, which: str | None = None, *, number: int | None = None,
+                 found: int | None = None):
         super().__init__(message)
         self.which = which
+        self.number = number
+        self.found = found
+
+
+class BadFaceNumber(FaceError, ValueError):
+    """A face number that is not a whole number from 1 (faces are numbered from 1, the most
+    prominent first: engine.picking)."""
+
+    def __init__(self, value: object, message: str | None = None):
+        self.value = value
+        super().__init__(message or "A face number must be a whole number from 1 (1 = the most prominent face), "
+                                    f"not {str(value)[:20]!r}.")
 
 
 class ModelNotFound(FaceError, FileNotFoundError):

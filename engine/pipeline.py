@@ -15,10 +15,11 @@ import torch
 
 from .align import align
 from .detect import FaceDetector
-from .errors import NoFaceFound, TooMuchWork
+from .errors import BadFaceNumber, TooMuchWork
 from .identification import IdentificationThreshold
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
+from .picking import pick_face
 from .quality import Quality, assess
 from .verdict import DIFFERENT, SAME, VerdictBand, band_from_calibration
 
@@ -228,12 +229,10 @@ class FaceEngine:
 
         Only the faces up to the chosen ones are aligned and embedded; deadline as for faces().
         """
-        try:
-            cap: int | None = max(operator.index(face_a), operator.index(face_b), 0) + 1
-        except TypeError:
-            cap = None  # not a face number: _pick says so
+        number_a, number_b = _face_index(face_a) + 1, _face_index(face_b) + 1
+        cap = max(number_a, number_b, 1)
         faces_a, faces_b = self.faces_batch([image_a, image_b], max_faces=cap, deadline=deadline)
-        return self.compare_faces(_pick(faces_a, face_a, "first"), _pick(faces_b, face_b, "second"))
+        return self.compare_faces(pick_face(faces_a, number_a, "first"), pick_face(faces_b, number_b, "second"))
 
 
 def quality_warnings(face_a: Face, face_b: Face) -> list[str]:
@@ -260,13 +259,14 @@ def _face_cap(max_faces: int | None) -> int | None:
     return cap
 
 
-def _pick(faces: list[Face], index: int, which: str) -> Face:
-    found = getattr(faces, "found", len(faces))
-    if not found:
-        raise NoFaceFound(f"No face was found in the {which} photo.", which=which)
-    if not 0 <= index < min(found, len(faces)):
-        raise NoFaceFound(f"The {which} photo has {found} face(s); there is no face number {index + 1}.", which=which)
-    return faces[index]
+def _face_index(index: int) -> int:
+    """compare()'s face_a / face_b: 0-based whole numbers (pick_face says when there is no such face)."""
+    if isinstance(index, bool):
+        raise BadFaceNumber(index)
+    try:
+        return operator.index(index)
+    except TypeError:
+        raise BadFaceNumber(index) from None
 
 
 def _read_card(path: Path) -> dict[str, Any]:

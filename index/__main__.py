@@ -28,7 +28,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from engine.settings import DEFAULT_GALLERY  # noqa: E402
+from engine.errors import FaceError
+from engine.picking import face_argument, pick_face
+from engine.settings import DEFAULT_GALLERY
 
 from .errors import GalleryError
 from .exports import MAX_IMPORT_ENTRIES
@@ -37,6 +39,9 @@ from .stores import gallery_exists
 from .transfer import load_engine
 
 EXIT_REFUSED = 2
+#: How this CLI words a photo without the face asked for (engine.picking.pick_face's fields).
+NO_FACE = "{which}: no face found."
+NO_SUCH_FACE = "{which}: has {found} face(s); there is no face {number}."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("enroll", help="enroll a person from one or more photos (one entry per photo)")
     p.add_argument("name")
     p.add_argument("photos", nargs="+", metavar="photo")
-    p.add_argument("--face", type=int, default=1, help="which face of each photo, 1 = most prominent")
+    p.add_argument("--face", type=face_argument, default=1, help="which face of each photo, 1 = most prominent")
     p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crop")
 
     p = commands.add_parser("enroll-folder", help="enroll everyone in a folder with one sub-folder per person "
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("search", help="who is the (most prominent) face in a photo?")
     p.add_argument("photo")
     p.add_argument("-k", type=int, default=5, help="how many matches (default 5)")
-    p.add_argument("--face", type=int, default=1, help="which face, 1 = most prominent")
+    p.add_argument("--face", type=face_argument, default=1, help="which face, 1 = most prominent")
     p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
 
     p = commands.add_parser("list", help="everyone enrolled")
@@ -119,18 +124,15 @@ class Cli:
     def exists(self) -> bool:
         return gallery_exists(self.location)
 
-    def pick_face(self, photo: str, which: int):
+    def pick_face(self, photo: str, number: int):
+        """Face `number` of a photo (engine.picking's rule) and how many faces the photo has."""
         from engine import InvalidImage
 
         try:
             faces = self.engine.faces(photo)
         except (InvalidImage, OSError) as exc:
             raise GalleryError(f"{photo}: {exc}") from exc
-        if not faces:
-            raise GalleryError(f"{photo}: no face found.")
-        if not 1 <= which <= len(faces):
-            raise GalleryError(f"{photo}: has {len(faces)} face(s); there is no face {which}.")
-        return faces[which - 1], len(faces)
+        return pick_face(faces, number, photo, no_face=NO_FACE, no_such_face=NO_SUCH_FACE), len(faces)
 
     # -- commands ---------------------------------------------------------------------------
     def enroll_folder(self) -> int:
@@ -293,7 +295,7 @@ def main(argv: Sequence[str] | None = None, engine: Any = None, out=None) -> int
     handler = getattr(cli, "import_" if args.command == "import" else args.command.replace("-", "_"))
     try:
         return handler()
-    except (GalleryError, ValueError, LookupError, OSError) as exc:
+    except (GalleryError, FaceError, ValueError, LookupError, OSError) as exc:
         print("error: " + (" ".join(str(exc).split()) or type(exc).__name__), file=sys.stderr)
         return EXIT_REFUSED
     except KeyboardInterrupt:

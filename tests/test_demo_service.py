@@ -7,7 +7,7 @@ import pytest
 
 from demo.inputs import PhotoInput
 from demo.service import Limits, TwinService, UserError, entry_number, face_number
-from engine import InvalidImage, TooMuchWork
+from engine import InvalidImage, NoFaceFound, TooMuchWork
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
 
@@ -105,3 +105,32 @@ def test_without_thumbnails_nothing_but_name_and_embedding_is_kept(engine, tmp_p
     entry = service.enroll("Ann", [example("Serena_Williams_0001.jpg")]).entries[0][0]
     assert gallery.thumbnail(entry) is None and service.thumbnail(entry) is None
     gallery.close()
+
+
+def test_identify_counts_people_without_listing_them(service, monkeypatch):
+    service.enroll("Serena", [example("Serena_Williams_0001.jpg"), example("Serena_Williams_0002.jpg")])
+    service.enroll("Tony", [example("Tony_Blair_0001.jpg")])
+
+    def listed():
+        raise AssertionError("identify listed every person")
+
+    monkeypatch.setattr(service.gallery, "people", listed)
+    result = service.identify(example("Serena_Williams_0001.jpg"))
+    assert result.threshold == service.engine.identification.for_gallery(2) == service.naming_threshold()
+    (face,) = result.faces
+    assert face.match is not None and face.match.name == "Serena" and face.top[0].name == "Serena"
+
+
+def test_people_lists_everyone_with_their_entries_in_the_gallery_order(service):
+    ann = service.enroll("ann", [example("Serena_Williams_0001.jpg")]).entries[0][0]
+    bob = service.enroll("Bob", [example("Tony_Blair_0001.jpg")]).entries[0][0]
+    assert [(p.name, p.entries) for p in service.people()] == [("ann", [ann]), ("Bob", [bob])]
+    assert [p.name for p in service.gallery.people()] == ["ann", "Bob"]
+
+
+def test_the_app_words_a_missing_face_its_own_way(service):
+    with pytest.raises(NoFaceFound, match="Photo A has 2 faces; there is no face 3") as exc:
+        service.compare(example("two_people.jpg"), example("Tony_Blair_0001.jpg"), 3, 1)
+    assert (exc.value.which, exc.value.number, exc.value.found) == ("A", 3, 2)
+    used = service.compare(example("two_people.jpg"), example("Tony_Blair_0001.jpg"), "2", 1.0)
+    assert (used.used_a, used.used_b) == (2, 1)

@@ -11,7 +11,8 @@ from .compare import SOURCES
 def build(ctx: TabContext) -> None:
     @guarded
     def identify(value):
-        found, faces = ctx.service.identify(photo(value, "the photo"))
+        result = ctx.service.identify(photo(value, "the photo"))
+        found, faces = result.photo, result.faces
         rows = render.identify_rows(faces)
         labels = [f"{item.number}: " + (render.face_label(item.match.name, item.match.similarity)
                                         if item.match else render.UNKNOWN) for item in faces]
@@ -24,7 +25,7 @@ def build(ctx: TabContext) -> None:
                     matches.append((thumb, f"face {item.number} → {t.name} · {render.percent(t.similarity)}"))
         drawn = render.draw_faces(found.image, [f.face.box for f in faces], labels=labels, colours=colours,
                                   max_side=1000)
-        details = render.identify_payload(rows, found.found, ctx.service.naming_threshold(), ctx.model_id)
+        details = render.identify_payload(rows, found.found, result.threshold, ctx.model_id)
         return ctx.picture(drawn), render.identify_markdown(rows, found.found), details, matches
 
     def identify_example(value):
