@@ -76,8 +76,9 @@ def teacher_sentence(card: dict) -> str:
     how = (f" Besides the contrastive loss on pairs, each training photo's embedding was pulled toward the "
            f"teacher's embedding of the same photo (weight {weight})." if isinstance(weight, (int, float)) and weight
            else "")
+    use = md_escape(str(teacher.get("use", "")).rstrip(".") + ".") if teacher.get("use") else ""
     parts = [f"**Teacher (training only).** {md_escape(teacher.get('model', 'a teacher network'))}.{how}",
-             md_escape(str(teacher.get("use", "")).rstrip(".") + ".") if teacher.get("use") else "", f"Licence: {md_escape(teacher.get('licence', '–'))}."]
+             use, f"Licence: {md_escape(teacher.get('licence', '–'))}."]
     return " ".join(part for part in parts if part)
 
 
