@@ -21,10 +21,12 @@ test-fast: $(VENV)/.dev
 # ruff (the lint rules in pyproject.toml) and mypy on the shipped code; CI runs it before the tests.
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check engine index demo training app.py
+	$(VENV)/bin/ruff format --check engine index demo training app.py
 	$(VENV)/bin/mypy
 
 format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix engine index demo training app.py
+	$(VENV)/bin/ruff format engine index demo training app.py
 
 cache: $(VENV)/.dev
 	$(PY) -m training.data cache

@@ -6,6 +6,7 @@
 Also the entry point of the Hugging Face Space (which runs `python app.py` with no
 arguments; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT and TWIN_GALLERY set the defaults there).
 """
+
 from __future__ import annotations
 
 import os
@@ -47,20 +48,38 @@ MAX_UPLOAD_BODY = Limits().max_enroll_photos * MAX_PHOTO_BYTES + (1 << 20)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Twin: face comparison, enrollment and identification in the browser.")
-    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                   help="address to listen on (0.0.0.0 for every interface; default %(default)s)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-                   help="port to listen on (default %(default)s)")
-    p.add_argument("--gallery", default=DEFAULT_GALLERY, metavar="LOCATION",
-                   help="where the enrolled people are (created if missing; default %(default)s): a folder "
-                        "(SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus "
-                        "server; https://host/collection for a managed one, token in $TWIN_MILVUS_TOKEN)")
-    p.add_argument("--share", action="store_true",
-                   help="also make a temporary public link through gradio.live (use with --auth)")
-    p.add_argument("--auth", metavar="USER:PASS",
-                   help="require this user name and password to open the app (recommended with --share)")
-    p.add_argument("--no-thumbnails", action="store_true",
-                   help="do not store face thumbnails in the gallery (only names and embeddings)")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to listen on (0.0.0.0 for every interface; default %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        help="port to listen on (default %(default)s)",
+    )
+    p.add_argument(
+        "--gallery",
+        default=DEFAULT_GALLERY,
+        metavar="LOCATION",
+        help="where the enrolled people are (created if missing; default %(default)s): a folder "
+        "(SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus "
+        "server; https://host/collection for a managed one, token in $TWIN_MILVUS_TOKEN)",
+    )
+    p.add_argument(
+        "--share", action="store_true", help="also make a temporary public link through gradio.live (use with --auth)"
+    )
+    p.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        help="require this user name and password to open the app (recommended with --share)",
+    )
+    p.add_argument(
+        "--no-thumbnails",
+        action="store_true",
+        help="do not store face thumbnails in the gallery (only names and embeddings)",
+    )
     p.add_argument("--device", default=None, help="torch device for the engine (default: cuda when available)")
     args = p.parse_args(argv)
     if args.auth is not None:
@@ -116,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         engine = on_zero_gpu(FaceEngine(device=args.device))
-    except FaceError as exc:            # ModelNotFound: the message says how to make the weights
+    except FaceError as exc:  # ModelNotFound: the message says how to make the weights
         print(f"twin: {exc}", file=sys.stderr)
         return 1
     try:
@@ -124,18 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, GalleryError) as exc:
         print(f"twin: cannot open the gallery in {args.gallery}: {exc}", file=sys.stderr)
         return 1
-    if gallery.model_mismatch:         # made with other weights: Compare works, the gallery does not
+    if gallery.model_mismatch:  # made with other weights: Compare works, the gallery does not
         print(f"twin: warning: {gallery.model_mismatch}", file=sys.stderr)
     demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails)
     concurrent = concurrency_limit(engine.device.type)
     torch.set_num_threads(torch_threads(engine.device.type, concurrent))
     demo.queue(default_concurrency_limit=concurrent, max_size=64)
     if args.share and args.auth is None:
-        print("twin: warning: --share without --auth: anyone with the link can use the app "
-              "and see and change the gallery.", file=sys.stderr)
+        print(
+            "twin: warning: --share without --auth: anyone with the link can use the app "
+            "and see and change the gallery.",
+            file=sys.stderr,
+        )
     where = args.gallery if "://" in str(args.gallery) else Path(args.gallery).resolve()
-    print(f"twin: model {engine.model_id} on {engine.device}, gallery {where} "
-          f"({len(gallery)} entries)", flush=True)
+    print(f"twin: model {engine.model_id} on {engine.device}, gallery {where} ({len(gallery)} entries)", flush=True)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -144,18 +165,22 @@ def main(argv: list[str] | None = None) -> int:
         auth_message="Twin: please sign in." if args.auth else None,
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True,
-        show_error=False,              # user errors are shown as messages; tracebacks stay in the log
+        show_error=False,  # user errors are shown as messages; tracebacks stay in the log
         quiet=False,
         footer_links=["api", "gradio", "settings"],
-        run_history=False,             # photos of faces are not kept in the visitor's browser
+        run_history=False,  # photos of faces are not kept in the visitor's browser
         enable_monitoring=False,
         ssr_mode=False,
         css=LAUNCH_CSS,
         app_kwargs={"middleware": middleware()},
     )
     if args.share and not demo.share_url:
-        print("twin: the public link could not be made (no internet connection, or gradio.live "
-              f"is unreachable); serving locally only at {demo.local_url}", file=sys.stderr, flush=True)
+        print(
+            "twin: the public link could not be made (no internet connection, or gradio.live "
+            f"is unreachable); serving locally only at {demo.local_url}",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"twin: ready at {demo.local_url}", flush=True)
     try:
         demo.block_thread()

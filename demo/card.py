@@ -5,6 +5,7 @@ this module picks what a person needs: what the model is, what it learned from a
 which licence, how accurate it is, what the threshold means, and what not to use it for.
 Every value comes from the card; a key that is missing is left out, never invented.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,15 +36,19 @@ def model_section(card: dict, model_id: str) -> str:
     size = arch.get("input_size")
     dim = arch.get("embedding_size")
     kind = {"resnet": "a small residual network (ResNet)"}.get(str(arch.get("arch")), "a convolutional network")
-    lines = ["## What this model is",
-             f"A **twin (Siamese) network**: {kind} that turns an aligned face into "
-             f"{dim or 'a list of'} numbers (an *embedding*). Two photos are compared by the distance "
-             "between their embeddings: the smaller, the more alike. It was trained with a *contrastive "
-             "loss*, which pulls photos of the same person together and pushes different people apart."]
-    steps = ["the face is found and its five landmarks located (MTCNN)",
-             "it is turned upright and scaled onto a fixed template (alignment)"
-             + (f", then shrunk to {size}×{size} pixels" if size else ""),
-             "the network makes the embedding (averaged with that of the mirrored face)"]
+    lines = [
+        "## What this model is",
+        f"A **twin (Siamese) network**: {kind} that turns an aligned face into "
+        f"{dim or 'a list of'} numbers (an *embedding*). Two photos are compared by the distance "
+        "between their embeddings: the smaller, the more alike. It was trained with a *contrastive "
+        "loss*, which pulls photos of the same person together and pushes different people apart.",
+    ]
+    steps = [
+        "the face is found and its five landmarks located (MTCNN)",
+        "it is turned upright and scaled onto a fixed template (alignment)"
+        + (f", then shrunk to {size}×{size} pixels" if size else ""),
+        "the network makes the embedding (averaged with that of the mirrored face)",
+    ]
     lines.append("\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)))
     lines.append(f"Model id: {md_escape(model_id)}.")
     return "\n\n".join(lines)
@@ -51,14 +56,19 @@ def model_section(card: dict, model_id: str) -> str:
 
 def data_section(card: dict) -> str:
     data = _dict(card, "training_data")
-    names = {"celeba_aligned": "CelebA (aligned crops)", "celeba_wild": "CelebA (in-the-wild photos)",
-             "att_train": "AT&T faces (37 people)"}
+    names = {
+        "celeba_aligned": "CelebA (aligned crops)",
+        "celeba_wild": "CelebA (in-the-wild photos)",
+        "att_train": "AT&T faces (37 people)",
+    }
     sets = ", ".join(names.get(s, md_escape(s)) for s in data.get("sets", [])) or "–"
-    lines = ["## What it learned from",
-             f"{data.get('images', '–'):,} photos of {data.get('people', '–'):,} people: {sets}. "
-             "None of the people in LFW, the benchmark below, was seen in training."
-             if isinstance(data.get("images"), int) and isinstance(data.get("people"), int)
-             else f"Training sets: {sets}."]
+    lines = [
+        "## What it learned from",
+        f"{data.get('images', '–'):,} photos of {data.get('people', '–'):,} people: {sets}. "
+        "None of the people in LFW, the benchmark below, was seen in training."
+        if isinstance(data.get("images"), int) and isinstance(data.get("people"), int)
+        else f"Training sets: {sets}.",
+    ]
     if data.get("licence"):
         lines.append(f"**Licence.** {md_escape(data['licence'])}")
     teacher = teacher_sentence(card)
@@ -73,12 +83,18 @@ def teacher_sentence(card: dict) -> str:
     if not teacher:
         return ""
     weight = recipe.get("distill_weight")
-    how = (f" Besides the contrastive loss on pairs, each training photo's embedding was pulled toward the "
-           f"teacher's embedding of the same photo (weight {weight})." if isinstance(weight, (int, float)) and weight
-           else "")
+    how = (
+        f" Besides the contrastive loss on pairs, each training photo's embedding was pulled toward the "
+        f"teacher's embedding of the same photo (weight {weight})."
+        if isinstance(weight, (int, float)) and weight
+        else ""
+    )
     use = md_escape(str(teacher.get("use", "")).rstrip(".") + ".") if teacher.get("use") else ""
-    parts = [f"**Teacher (training only).** {md_escape(teacher.get('model', 'a teacher network'))}.{how}",
-             use, f"Licence: {md_escape(teacher.get('licence', '–'))}."]
+    parts = [
+        f"**Teacher (training only).** {md_escape(teacher.get('model', 'a teacher network'))}.{how}",
+        use,
+        f"Licence: {md_escape(teacher.get('licence', '–'))}.",
+    ]
     return " ".join(part for part in parts if part)
 
 
@@ -87,8 +103,11 @@ def accuracy_section(card: dict, threshold: float) -> str:
     view2 = _get(card, "lfw", "view2_10fold")
     if isinstance(view2, dict) and "mean" in view2:
         rows.append(("LFW View 2, 10-fold (6,000 pairs)", f"{_pct(view2['mean'])} ± {_pct(view2.get('std'))}"))
-    for key, label in (("at_threshold", "LFW View 2 at the shipped threshold"), ("auc", "LFW area under the ROC curve"),
-                       ("product_path", "LFW through the app's own face finder")):
+    for key, label in (
+        ("at_threshold", "LFW View 2 at the shipped threshold"),
+        ("auc", "LFW area under the ROC curve"),
+        ("product_path", "LFW through the app's own face finder"),
+    ):
         value = _get(card, "lfw", key)
         if isinstance(value, dict):
             value = value.get("accuracy", value.get("mean"))
@@ -100,34 +119,45 @@ def accuracy_section(card: dict, threshold: float) -> str:
     lines = ["## How accurate it is"]
     if rows:
         lines.append("| measured on | accuracy |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows))
-    lines.append("Accuracy on a *pair* of photos: the share of same/different questions answered right. "
-                 "The curve below shows the trade-off between accepting the same person and rejecting "
-                 "strangers as the threshold moves.")
+    lines.append(
+        "Accuracy on a *pair* of photos: the share of same/different questions answered right. "
+        "The curve below shows the trade-off between accepting the same person and rejecting "
+        "strangers as the threshold moves."
+    )
     return "\n\n".join(lines)
 
 
 def threshold_section(card: dict, threshold: float) -> str:
     source = card.get("threshold_source") or "LFW View 1"
-    lines = ["## What the threshold means",
-             f"Two faces are called **the same person** when their distance is at most **{threshold:.3f}** "
-             f"(chosen on {md_escape(source)}). The *similarity* shown beside it is a calibrated estimate "
-             "of how likely the two photos are of one person; 50% sits near the threshold."]
+    lines = [
+        "## What the threshold means",
+        f"Two faces are called **the same person** when their distance is at most **{threshold:.3f}** "
+        f"(chosen on {md_escape(source)}). The *similarity* shown beside it is a calibrated estimate "
+        "of how likely the two photos are of one person; 50% sits near the threshold.",
+    ]
     ident = card.get("identification_threshold")
     if isinstance(ident, (int, float)):
-        lines.append(f"**Identify** names someone from the gallery only when the distance is at most "
-                     f"**{ident:.3f}**: stricter, because with many people enrolled a stranger has many "
-                     "chances to look like one of them.")
+        lines.append(
+            f"**Identify** names someone from the gallery only when the distance is at most "
+            f"**{ident:.3f}**: stricter, because with many people enrolled a stranger has many "
+            "chances to look like one of them."
+        )
     else:
-        lines.append("**Identify** uses the same threshold. With many people enrolled a stranger has many "
-                     "chances to look like one of them: see the open-set figure below.")
+        lines.append(
+            "**Identify** uses the same threshold. With many people enrolled a stranger has many "
+            "chances to look like one of them: see the open-set figure below."
+        )
     return "\n\n".join(lines)
 
 
 def limits_section(card: dict) -> str:
     use = card.get("intended_use") or "Research and demonstration of one-shot face verification."
-    return "\n\n".join([
-        "## What it must not be used for",
-        md_escape(use),
-        "- Not for decisions about people (access, policing, hiring, benefits, surveillance).\n"
-        "- Not for identifying people who did not agree to be enrolled.\n"
-        "- Accuracy differs between groups of people and falls with small, blurred, dark or turned faces."])
+    return "\n\n".join(
+        [
+            "## What it must not be used for",
+            md_escape(use),
+            "- Not for decisions about people (access, policing, hiring, benefits, surveillance).\n"
+            "- Not for identifying people who did not agree to be enrolled.\n"
+            "- Accuracy differs between groups of people and falls with small, blurred, dark or turned faces.",
+        ]
+    )

@@ -15,6 +15,7 @@ random token (URLs cannot be guessed), and:
 Gradio serves a returned path that already lies inside its cache folder as it is, without
 copying it (blocks.move_resource_to_block_cache), which is what makes deletion real.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,12 +41,12 @@ class ResultFiles:
         self.thumbs = self.folder / "thumbs"
         for sub in (self.results, self.thumbs):
             sub.mkdir(parents=True, exist_ok=True)
-            for stale in sub.iterdir():       # a previous run's files: nobody holds their URLs
+            for stale in sub.iterdir():  # a previous run's files: nobody holds their URLs
                 stale.unlink(missing_ok=True)
         self.max_age = max_age
         self._lock = threading.Lock()
         self._thumbs: dict[str, Path] = {}
-        self._shows: dict[str, list[Path]] = {}         # entry id -> result pictures of it
+        self._shows: dict[str, list[Path]] = {}  # entry id -> result pictures of it
         self._last_sweep = time.monotonic()
 
     def picture(self, image: Image.Image | None, entry_id: Any = None) -> str | None:
@@ -76,7 +77,7 @@ class ResultFiles:
         path = _write_jpeg(image, self.thumbs / f"{_safe(key)}-{secrets.token_urlsafe(12)}.jpg")
         with self._lock:
             old = self._thumbs.get(key)
-            if old is not None and old.is_file():     # another request made it meanwhile: keep one
+            if old is not None and old.is_file():  # another request made it meanwhile: keep one
                 path.unlink(missing_ok=True)
                 return str(old)
             self._thumbs[key] = path

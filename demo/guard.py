@@ -13,6 +13,7 @@ or put the proxy's own rate limit in front.
 
 Plain ASGI (Starlette's message types), no Gradio import.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 async def _refuse(send: Send, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     body = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -88,7 +98,7 @@ class BodyLimit:
         async def guarded_send(item: Message) -> None:
             nonlocal started
             if overflow and not started:
-                return                        # the app's answer to a cut-off body is replaced below
+                return  # the app's answer to a cut-off body is replaced below
             if item["type"] == "http.response.start":
                 started = True
             await send(item)
@@ -109,12 +119,19 @@ class LoginThrottle:
     after it, up to `cap`. Clients are remembered in a bounded LRU (`remember`).
     """
 
-    def __init__(self, app: ASGIApp, free: int = 5, base: float = 5.0, cap: float = 3600.0,
-                 remember: int = 10_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        app: ASGIApp,
+        free: int = 5,
+        base: float = 5.0,
+        cap: float = 3600.0,
+        remember: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.app = app
         self.free, self.base, self.cap, self.remember = free, base, cap, remember
         self.clock = clock
-        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()   # client -> (count, locked until)
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # client -> (count, locked until)
         self._lock = threading.Lock()
 
     def retry_after(self, client: str) -> float:
@@ -138,15 +155,22 @@ class LoginThrottle:
                 self._failures.popitem(last=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or \
-                not scope.get("path", "").rstrip("/").endswith("/login"):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or not scope.get("path", "").rstrip("/").endswith("/login")
+        ):
             await self.app(scope, receive, send)
             return
         client = (scope.get("client") or ("unknown", 0))[0]
         wait = self.retry_after(client)
         if wait > 0:
-            await _refuse(send, 429, f"Too many failed sign-ins; try again in {wait:.0f} s.",
-                          ((b"retry-after", str(int(wait) + 1).encode()),))
+            await _refuse(
+                send,
+                429,
+                f"Too many failed sign-ins; try again in {wait:.0f} s.",
+                ((b"retry-after", str(int(wait) + 1).encode()),),
+            )
             return
         status = 0
 

@@ -13,6 +13,7 @@ a path that does not exist) gets one and the same message, so a client cannot ev
 whether a path exists on the server. No Gradio import: the rules are plain Python and tested
 as such.
 """
+
 from __future__ import annotations
 
 import base64
@@ -66,8 +67,9 @@ def is_present(value: Any) -> bool:
     return True
 
 
-def photo_input(value: Any, default_label: str, *, folder: Path | None = None,
-                max_bytes: int = MAX_PHOTO_BYTES) -> PhotoInput:
+def photo_input(
+    value: Any, default_label: str, *, folder: Path | None = None, max_bytes: int = MAX_PHOTO_BYTES
+) -> PhotoInput:
     """The photo a client sent, as something safe to open; RefusedInput for anything else."""
     folder = folder or upload_folder()
     label = _label(value, default_label)
@@ -76,7 +78,7 @@ def photo_input(value: Any, default_label: str, *, folder: Path | None = None,
         return PhotoInput(label, path=_inside(path, folder))
     if url and url[:5].lower() == "data:":
         return PhotoInput(label, data=_inline_bytes(url, max_bytes))
-    if url:       # Gradio's own URLs for uploads carry the path too; a bare URL is never fetched
+    if url:  # Gradio's own URLs for uploads carry the path too; a bare URL is never fetched
         raise RefusedInput(NOT_AN_UPLOAD)
     raise RefusedInput(NOT_AN_UPLOAD)
 
@@ -107,29 +109,32 @@ def _inside(path: str, folder: Path) -> Path:
         raise RefusedInput(NOT_AN_UPLOAD) from None
     if resolved == folder or folder not in resolved.parents:
         raise RefusedInput(NOT_AN_UPLOAD)
-    if not resolved.is_file():   # inside our own folder: saying it is gone leaks nothing
+    if not resolved.is_file():  # inside our own folder: saying it is gone leaks nothing
         raise RefusedInput(NOT_AN_UPLOAD)
     try:
         size = resolved.stat().st_size
     except OSError:
         raise RefusedInput(NOT_AN_UPLOAD) from None
     if size > MAX_PHOTO_BYTES:
-        raise RefusedInput(f"The photo is too large ({size / 2**20:.1f} MB; the limit is "
-                           f"{MAX_PHOTO_BYTES / 2**20:.0f} MB).")
+        raise RefusedInput(
+            f"The photo is too large ({size / 2**20:.1f} MB; the limit is {MAX_PHOTO_BYTES / 2**20:.0f} MB)."
+        )
     return resolved
 
 
 def _inline_bytes(url: str, max_bytes: int) -> bytes:
     """The bytes of a base64 `data:image/...` URL, refused by length before any decoding."""
     header_end = url.find(",")
-    if header_end < 0 or header_end > 200 or not _DATA_URL.match(url[:header_end + 1]):
+    if header_end < 0 or header_end > 200 or not _DATA_URL.match(url[: header_end + 1]):
         raise RefusedInput("The pasted image could not be read (expected a base64 data:image URL).")
     payload_len = len(url) - header_end - 1
     if payload_len * 3 // 4 > max_bytes:
-        raise RefusedInput(f"The pasted image is too large (about {payload_len * 3 / 4 / 2**20:.1f} MB; "
-                           f"the limit is {max_bytes / 2**20:.0f} MB).")
+        raise RefusedInput(
+            f"The pasted image is too large (about {payload_len * 3 / 4 / 2**20:.1f} MB; "
+            f"the limit is {max_bytes / 2**20:.0f} MB)."
+        )
     try:
-        return base64.b64decode(url[header_end + 1:], validate=True)
+        return base64.b64decode(url[header_end + 1 :], validate=True)
     except (ValueError, binascii.Error):
         raise RefusedInput("The pasted image could not be read (its base64 data is damaged).") from None
 

@@ -3,7 +3,11 @@
 Everything a person reads in the page is made here, so it can be unit-tested without a
 server. Names come from users: every one of them goes through `md_escape` (markdown and
 HTML) before it reaches the page.
+
+(About 380 lines: every sentence and picture the page shows, and the API's JSON payloads, in
+one place on purpose: one file to read for what a person sees.)
 """
+
 from __future__ import annotations
 
 import html
@@ -21,9 +25,9 @@ UNKNOWN = "unknown"
 VERDICT_WORDS = {"same": SAME, "not sure": NOT_SURE, "different": DIFFERENT}
 
 #: Box colours: the face that was used, the other faces, and faces nobody was matched to.
-CHOSEN = (22, 163, 74)      # green
-OTHER = (245, 158, 11)      # amber
-STRANGER = (220, 38, 38)    # red
+CHOSEN = (22, 163, 74)  # green
+OTHER = (245, 158, 11)  # amber
+STRANGER = (220, 38, 38)  # red
 
 _NO_AUTOLINK = str.maketrans({":": "&#58;", "@": "&#64;", "$": "&#36;", "/": "&#47;"})
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
@@ -49,7 +53,7 @@ def md_escape(text: object) -> str:
     as character references: a name like `Click https://evil.example/login` is shown as
     typed, never as a clickable link.
     """
-    text = " ".join(str(text).split())               # no line breaks inside a table cell
+    text = " ".join(str(text).split())  # no line breaks inside a table cell
     escaped = html.escape(_MD_SPECIAL.sub(r"\\\1", text), quote=True)
     return escaped.translate(_NO_AUTOLINK)
 
@@ -58,23 +62,38 @@ def face_choice_note(which: str, count: int, used: int) -> str:
     """Which face of a photo was used, when it has several ('' when it has only one)."""
     if count <= 1:
         return ""
-    return (f"Photo {which} has {count} faces; face {used} (boxed in green) was used. "
-            f"Pick another with *Face in photo {which}*.")
+    return (
+        f"Photo {which} has {count} faces; face {used} (boxed in green) was used. "
+        f"Pick another with *Face in photo {which}*."
+    )
 
 
-def compare_markdown(verdict: bool | str, distance: float, similarity: float, threshold: float,
-                     faces_a: int = 1, faces_b: int = 1, used_a: int = 1, used_b: int = 1,
-                     band: tuple[float, float] | None = None, warnings: Sequence[str] = (),
-                     qualities: tuple[float | None, float | None] = (None, None)) -> str:
+def compare_markdown(
+    verdict: bool | str,
+    distance: float,
+    similarity: float,
+    threshold: float,
+    faces_a: int = 1,
+    faces_b: int = 1,
+    used_a: int = 1,
+    used_b: int = 1,
+    band: tuple[float, float] | None = None,
+    warnings: Sequence[str] = (),
+    qualities: tuple[float | None, float | None] = (None, None),
+) -> str:
     """The Compare tab's answer: verdict, similarity, distance, which faces, how far to trust it."""
     words = verdict_words(verdict)
     icon = {SAME: "✅", NOT_SURE: "❔", DIFFERENT: "❌"}[words]
-    lines = [f"## {icon} {words.capitalize()}",
-             f"**Similarity {percent(similarity)}** · distance {distance:.3f} "
-             f"(the same person when at most {threshold:.3f})"]
+    lines = [
+        f"## {icon} {words.capitalize()}",
+        f"**Similarity {percent(similarity)}** · distance {distance:.3f} "
+        f"(the same person when at most {threshold:.3f})",
+    ]
     if words == NOT_SURE and band is not None:
-        lines.append(f"The distance lies in the uncertain band {band[0]:.3f}–{band[1]:.3f}, where the model is "
-                     "wrong about one time in ten or more: treat this pair as undecided, or try other photos.")
+        lines.append(
+            f"The distance lies in the uncertain band {band[0]:.3f}–{band[1]:.3f}, where the model is "
+            "wrong about one time in ten or more: treat this pair as undecided, or try other photos."
+        )
     for warning in warnings:
         lines.append(f"⚠️ {md_escape(warning)}")
     quality_a, quality_b = qualities
@@ -108,12 +127,11 @@ def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
     head = f"Found {found} face{'s' if found != 1 else ''}."
     if found > len(rows):
         head += f" The {len(rows)} largest are matched and boxed; crop the photo to see the others."
-    lines = [head, "",
-             "| face | who | similarity |", "|---|---|---|"]
+    lines = [head, "", "| face | who | similarity |", "|---|---|---|"]
     for row in rows:
         if row.get("name") is not None:
             who = md_escape(row["name"])
-        elif row.get("top"):             # not within the threshold: the closest, for reference only
+        elif row.get("top"):  # not within the threshold: the closest, for reference only
             top = row["top"][0]
             who = f"*{UNKNOWN}* (closest: {md_escape(top['name'])}, {percent(top['similarity'])})"
         else:
@@ -128,15 +146,19 @@ def people_markdown(people: Sequence[tuple[str, int]]) -> str:
     if not people:
         return "The gallery is empty: enroll someone in the *Enroll* tab."
     total = sum(count for _, count in people)
-    lines = [f"{len(people)} {'person' if len(people) == 1 else 'people'}, "
-             f"{total} {'entry' if total == 1 else 'entries'}.", "",
-             "| name | entries |", "|---|---|"]
+    lines = [
+        f"{len(people)} {'person' if len(people) == 1 else 'people'}, {total} {'entry' if total == 1 else 'entries'}.",
+        "",
+        "| name | entries |",
+        "|---|---|",
+    ]
     lines += [f"| {md_escape(name)} | {count} |" for name, count in people]
     return "\n".join(lines)
 
 
-def enroll_markdown(name: str, made: int, refused: Sequence[tuple[str, str]],
-                    warnings: Sequence[str], already: int = 0) -> str:
+def enroll_markdown(
+    name: str, made: int, refused: Sequence[tuple[str, str]], warnings: Sequence[str], already: int = 0
+) -> str:
     """What Enroll did: entries made, photos already there, photos refused and why, warnings."""
     who = md_escape(name)
     lines = []
@@ -145,8 +167,10 @@ def enroll_markdown(name: str, made: int, refused: Sequence[tuple[str, str]],
     elif not already:
         lines.append(f"❌ Nothing was enrolled for **{who}**.")
     if already:
-        lines.append(f"{'- ' if made else '✅ '}{already} photo{'s were' if already != 1 else ' was'} already "
-                     f"enrolled as **{who}**; nothing new was added for {'them' if already != 1 else 'it'}.")
+        lines.append(
+            f"{'- ' if made else '✅ '}{already} photo{'s were' if already != 1 else ' was'} already "
+            f"enrolled as **{who}**; nothing new was added for {'them' if already != 1 else 'it'}."
+        )
     for photo, reason in refused:
         lines.append(f"- Refused {md_escape(photo)}: {md_escape(reason)}")
     for warning in warnings:
@@ -158,13 +182,18 @@ def enroll_markdown(name: str, made: int, refused: Sequence[tuple[str, str]],
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
-    except (TypeError, OSError):          # Pillow built without FreeType: fixed-size bitmap font
+    except (TypeError, OSError):  # Pillow built without FreeType: fixed-size bitmap font
         return ImageFont.load_default()
 
 
-def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Sequence[str] | None = None,
-               chosen: int | None = None, colours: Sequence[tuple[int, int, int]] | None = None,
-               max_side: int | None = None) -> Image.Image:
+def draw_faces(
+    image: Image.Image,
+    boxes: Iterable[Sequence[float]],
+    labels: Sequence[str] | None = None,
+    chosen: int | None = None,
+    colours: Sequence[tuple[int, int, int]] | None = None,
+    max_side: int | None = None,
+) -> Image.Image:
     """A copy of `image` with every face boxed and labelled (default label: its number, 1-based).
 
     `chosen` (0-based) is drawn in green and thicker, the others in amber, unless `colours`
@@ -197,7 +226,7 @@ def draw_faces(image: Image.Image, boxes: Iterable[Sequence[float]], labels: Seq
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left, bottom - top
         pad = max(2, th // 4)
-        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y2   # above the box, else below
+        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y2  # above the box, else below
         tx = min(max(0.0, x1), max(0.0, out.width - tw - 2 * pad))
         draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=colour)
         draw.text((tx + pad - left, ty + pad - top), text, fill=(255, 255, 255), font=font)
@@ -211,11 +240,16 @@ def crop_image(crop: np.ndarray | Image.Image) -> Image.Image:
     return Image.fromarray(np.asarray(crop, dtype=np.uint8)).convert("RGB")
 
 
-def side_by_side(left: np.ndarray | Image.Image, right: np.ndarray | Image.Image, gap: int = 8,
-                 size: int = 224) -> Image.Image:
+def side_by_side(
+    left: np.ndarray | Image.Image, right: np.ndarray | Image.Image, gap: int = 8, size: int = 224
+) -> Image.Image:
     """Two face crops next to each other on white, each scaled to `size` pixels square."""
-    tiles = [(Image.fromarray(np.asarray(x, dtype=np.uint8)) if not isinstance(x, Image.Image) else x)
-             .convert("RGB").resize((size, size), Image.Resampling.BICUBIC) for x in (left, right)]
+    tiles = [
+        (Image.fromarray(np.asarray(x, dtype=np.uint8)) if not isinstance(x, Image.Image) else x)
+        .convert("RGB")
+        .resize((size, size), Image.Resampling.BICUBIC)
+        for x in (left, right)
+    ]
     out = Image.new("RGB", (2 * size + gap, size), (255, 255, 255))
     out.paste(tiles[0], (0, 0))
     out.paste(tiles[1], (size + gap, 0))
@@ -225,8 +259,11 @@ def side_by_side(left: np.ndarray | Image.Image, right: np.ndarray | Image.Image
 def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
     """Photos placed left to right on white, tops aligned (used to make a several-faces example)."""
     images = [im.convert("RGB") for im in images]
-    out = Image.new("RGB", (sum(im.width for im in images) + gap * (len(images) - 1),
-                            max(im.height for im in images)), (255, 255, 255))
+    out = Image.new(
+        "RGB",
+        (sum(im.width for im in images) + gap * (len(images) - 1), max(im.height for im in images)),
+        (255, 255, 255),
+    )
     x = 0
     for im in images:
         out.paste(im, (x, 0))
@@ -248,14 +285,23 @@ def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
 def compare_payload(comparison, used_a: int, used_b: int, faces_a: int, faces_b: int, model_id: str) -> dict:
     c = comparison
     band = getattr(c, "band", None)
-    return {"verdict": verdict_words(getattr(c, "verdict", "") or bool(c.same)), "same": bool(c.same),
-            "band": [round(band.low, 6), round(band.high, 6)] if band is not None else None,
-            "warnings": list(getattr(c, "warnings", [])),
-            "quality_a": _quality(c.face_a), "quality_b": _quality(c.face_b),
-            "distance": round(float(c.distance), 6), "similarity": round(float(c.similarity), 6),
-            "similarity_percent": percent(c.similarity), "threshold": float(c.threshold),
-            "face_a": used_a, "face_b": used_b, "faces_in_a": faces_a, "faces_in_b": faces_b,
-            "model_id": model_id}
+    return {
+        "verdict": verdict_words(getattr(c, "verdict", "") or bool(c.same)),
+        "same": bool(c.same),
+        "band": [round(band.low, 6), round(band.high, 6)] if band is not None else None,
+        "warnings": list(getattr(c, "warnings", [])),
+        "quality_a": _quality(c.face_a),
+        "quality_b": _quality(c.face_b),
+        "distance": round(float(c.distance), 6),
+        "similarity": round(float(c.similarity), 6),
+        "similarity_percent": percent(c.similarity),
+        "threshold": float(c.threshold),
+        "face_a": used_a,
+        "face_b": used_b,
+        "faces_in_a": faces_a,
+        "faces_in_b": faces_b,
+        "model_id": model_id,
+    }
 
 
 def _quality(face) -> dict | None:
@@ -270,14 +316,26 @@ def identify_rows(faces) -> list[dict]:
     rows = []
     for item in faces:
         m = item.match
-        rows.append({"face": item.number, "name": m.name if m else None,
-                     "label": m.name if m else UNKNOWN,
-                     "similarity": round(m.similarity, 6) if m else None,
-                     "distance": round(m.distance, 6) if m else None,
-                     "entry_id": m.entry_id if m else None,
-                     "box": [round(float(v), 1) for v in item.face.box],
-                     "top": [{"name": t.name, "entry_id": t.entry_id, "distance": round(t.distance, 6),
-                              "similarity": round(t.similarity, 6)} for t in item.top]})
+        rows.append(
+            {
+                "face": item.number,
+                "name": m.name if m else None,
+                "label": m.name if m else UNKNOWN,
+                "similarity": round(m.similarity, 6) if m else None,
+                "distance": round(m.distance, 6) if m else None,
+                "entry_id": m.entry_id if m else None,
+                "box": [round(float(v), 1) for v in item.face.box],
+                "top": [
+                    {
+                        "name": t.name,
+                        "entry_id": t.entry_id,
+                        "distance": round(t.distance, 6),
+                        "similarity": round(t.similarity, 6),
+                    }
+                    for t in item.top
+                ],
+            }
+        )
     return rows
 
 
@@ -287,11 +345,13 @@ def identify_payload(rows: list[dict], found: int, threshold: float, model_id: s
 
 def enroll_payload(result) -> dict:
     """What Enroll did (demo.service.EnrollResult), as the API returns it."""
-    return {"name": result.name,
-            "entries": [{"entry_id": e, "photo": p} for e, _, p in result.entries]
-            + [{"entry_id": e, "photo": p, "already_enrolled": True} for e, _, p in result.duplicates],
-            "refused": [{"photo": p, "reason": why} for p, why in result.refused],
-            "warnings": list(result.warnings)}
+    return {
+        "name": result.name,
+        "entries": [{"entry_id": e, "photo": p} for e, _, p in result.entries]
+        + [{"entry_id": e, "photo": p, "already_enrolled": True} for e, _, p in result.duplicates],
+        "refused": [{"photo": p, "reason": why} for p, why in result.refused],
+        "warnings": list(result.warnings),
+    }
 
 
 def people_payload(people) -> list[dict]:
@@ -300,13 +360,17 @@ def people_payload(people) -> list[dict]:
 
 def bulk_markdown(summary: dict) -> str:
     """What a bulk enrollment did: totals, then every refusal and warning (names escaped)."""
-    lines = [f"**{summary['enrolled']}** photo{'s' if summary['enrolled'] != 1 else ''} enrolled for "
-             f"{summary['people']} {'person' if summary['people'] == 1 else 'people'}; "
-             f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused."]
+    lines = [
+        f"**{summary['enrolled']}** photo{'s' if summary['enrolled'] != 1 else ''} enrolled for "
+        f"{summary['people']} {'person' if summary['people'] == 1 else 'people'}; "
+        f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused."
+    ]
     if summary["by_person"]:
         lines += ["", "| name | enrolled | already there | refused |", "|---|---|---|---|"]
-        lines += [f"| {md_escape(p['name'])} | {p['enrolled']} | {p['already_enrolled']} | {p['refused']} |"
-                  for p in summary["by_person"]]
+        lines += [
+            f"| {md_escape(p['name'])} | {p['enrolled']} | {p['already_enrolled']} | {p['refused']} |"
+            for p in summary["by_person"]
+        ]
     for item in summary["refused"]:
         lines.append(f"- Refused {md_escape(item['photo'])}: {md_escape(item['reason'])}")
     for warning in summary["warnings"]:

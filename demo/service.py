@@ -9,7 +9,11 @@ engine `FaceError`, or a gallery `GalleryError`) whose message can be shown as i
 
 The gallery is thread-safe and its reads never wait on a writer, so there is no lock here:
 one user's search does not queue behind another's enrollment.
+
+(About 400 lines: one class, one short method per action of the app, with the input checks
+that belong to each; splitting it would scatter what a tab can ask for.)
 """
+
 from __future__ import annotations
 
 import io
@@ -42,12 +46,12 @@ TOP_K = 3
 class Limits:
     """What one request may cost. The defaults keep a request to a few CPU-seconds."""
 
-    max_faces: int = 20              # faces aligned, embedded and drawn per photo (most prominent)
-    max_enroll_photos: int = 20      # photos in one Enroll request
-    request_seconds: float = 20.0    # Compare / Identify deadline
-    enroll_seconds: float = 60.0     # the whole Enroll request
-    bulk_seconds: float = 300.0      # a bulk (zip) enrollment; what is done by then stays
-    folder: FolderLimits = FolderLimits()   # a zip's photos, people and bytes
+    max_faces: int = 20  # faces aligned, embedded and drawn per photo (most prominent)
+    max_enroll_photos: int = 20  # photos in one Enroll request
+    request_seconds: float = 20.0  # Compare / Identify deadline
+    enroll_seconds: float = 60.0  # the whole Enroll request
+    bulk_seconds: float = 300.0  # a bulk (zip) enrollment; what is done by then stays
+    folder: FolderLimits = FolderLimits()  # a zip's photos, people and bytes
 
 
 class UserError(ValueError):
@@ -73,7 +77,7 @@ class Photo:
     image: Image.Image
     faces: list[Face]
     label: str
-    found: int = 0             # faces the detector found, before the cap
+    found: int = 0  # faces the detector found, before the cap
 
     @property
     def capped(self) -> bool:
@@ -84,7 +88,7 @@ class Photo:
 class CompareResult:
     photo_a: Photo
     photo_b: Photo
-    used_a: int                # 1-based face numbers
+    used_a: int  # 1-based face numbers
     used_b: int
     comparison: Comparison
 
@@ -99,9 +103,9 @@ class Candidate:
 
 @dataclass
 class IdentifiedFace:
-    number: int                # 1-based
+    number: int  # 1-based
     face: Face
-    match: Candidate | None    # within the threshold, else None (unknown)
+    match: Candidate | None  # within the threshold, else None (unknown)
     top: list[Candidate]
 
 
@@ -109,16 +113,16 @@ class IdentifiedFace:
 class Identification:
     photo: Photo
     faces: list[IdentifiedFace]
-    threshold: float           # the naming threshold the faces were judged by (naming_threshold)
+    threshold: float  # the naming threshold the faces were judged by (naming_threshold)
 
 
 @dataclass
 class EnrollResult:
     name: str
-    entries: list[tuple[Any, Any, str]] = field(default_factory=list)      # (entry id, crop, photo) made
-    refused: list[tuple[str, str]] = field(default_factory=list)           # (photo, reason)
+    entries: list[tuple[Any, Any, str]] = field(default_factory=list)  # (entry id, crop, photo) made
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
     warnings: list[str] = field(default_factory=list)
-    duplicates: list[tuple[Any, Any, str]] = field(default_factory=list)   # already enrolled: (entry id, crop, photo)
+    duplicates: list[tuple[Any, Any, str]] = field(default_factory=list)  # already enrolled: (entry id, crop, photo)
 
     @property
     def failed(self) -> bool:
@@ -145,8 +149,9 @@ class TwinService:
         self.limits = limits
 
     # -- photos ----------------------------------------------------------------------------
-    def photos(self, inputs: Sequence[PhotoInput], deadline: float | None = None,
-               max_faces: int | None = None) -> list[Photo]:
+    def photos(
+        self, inputs: Sequence[PhotoInput], deadline: float | None = None, max_faces: int | None = None
+    ) -> list[Photo]:
         """Decode and find the faces of several photos (one network pass for all of them)."""
         images = []
         for item in inputs:
@@ -158,16 +163,17 @@ class TwinService:
         if deadline is None:
             deadline = time.monotonic() + self.limits.request_seconds
         found = self.engine.faces_batch(images, max_faces=cap, deadline=deadline)
-        return [Photo(image, list(faces), item.label, _found(faces))
-                for item, image, faces in zip(inputs, images, found)]
+        return [
+            Photo(image, list(faces), item.label, _found(faces)) for item, image, faces in zip(inputs, images, found)
+        ]
 
     # -- compare ---------------------------------------------------------------------------
-    def compare(self, a: PhotoInput | None, b: PhotoInput | None,
-                face_a: Any = 1, face_b: Any = 1) -> CompareResult:
+    def compare(self, a: PhotoInput | None, b: PhotoInput | None, face_a: Any = 1, face_b: Any = 1) -> CompareResult:
         number_a, number_b = face_number(face_a, "A"), face_number(face_b, "B")
         if a is None or b is None:
-            raise UserError(f"Add photo {'A' if a is None else 'B'} first "
-                            "(upload a file, use the webcam or paste one).")
+            raise UserError(
+                f"Add photo {'A' if a is None else 'B'} first (upload a file, use the webcam or paste one)."
+            )
         photo_a, photo_b = self.photos([a, b])
         comparison = self.engine.compare_faces(_pick(number_a, photo_a, "A"), _pick(number_b, photo_b, "B"))
         return CompareResult(photo_a, photo_b, number_a, number_b, comparison)
@@ -213,8 +219,9 @@ class TwinService:
         if not photos:
             raise UserError("Add at least one photo of the person.")
         if len(photos) > self.limits.max_enroll_photos:
-            raise UserError(f"Enroll at most {self.limits.max_enroll_photos} photos at a time "
-                            f"(you gave {len(photos)}).")
+            raise UserError(
+                f"Enroll at most {self.limits.max_enroll_photos} photos at a time (you gave {len(photos)})."
+            )
         deadline = time.monotonic() + self.limits.enroll_seconds
         candidates, crops = [], {}
         for item in _distinct_labels(photos):
@@ -229,8 +236,7 @@ class TwinService:
         return result
 
     def _candidate_of(self, item: PhotoInput, name: str, deadline: float) -> tuple[EnrollCandidate, Any]:
-        return candidate_from(self.engine, item.source, item.label, name, deadline=deadline,
-                              thumbnails=self.thumbnails)
+        return candidate_from(self.engine, item.source, item.label, name, deadline=deadline, thumbnails=self.thumbnails)
 
     def enroll_zip(self, upload: PhotoInput | None, progress: Any = None) -> list[Outcome]:
         """Bulk enrollment: a zip with one folder per person (the folder name is the name)."""
@@ -245,8 +251,14 @@ class TwinService:
             raise UserError("The zip holds no photos in person folders (expected Name/photo.jpg).")
         deadline = time.monotonic() + self.limits.bulk_seconds
         with _gallery_errors():
-            return enroll_collection(self.engine, self.gallery, collection.people, thumbnails=self.thumbnails,
-                                     deadline=deadline, progress=progress)
+            return enroll_collection(
+                self.engine,
+                self.gallery,
+                collection.people,
+                thumbnails=self.thumbnails,
+                deadline=deadline,
+                progress=progress,
+            )
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:
@@ -352,19 +364,21 @@ def face_number(value: Any, which: str) -> int:
     try:
         return picking.face_number(value)
     except BadFaceNumber:
-        raise UserError(f"The face number for photo {which} must be a whole number from 1 "
-                        f"(not {str(value)[:20]}).") from None
+        raise UserError(
+            f"The face number for photo {which} must be a whole number from 1 (not {str(value)[:20]})."
+        ) from None
 
 
 #: How the app words a photo without the face asked for (engine.picking.pick_face's fields).
-NO_FACE = ("No face was found in photo {which}. Try a sharper, front-facing photo "
-           f"where the face is at least {MIN_FACE_SIZE} pixels wide.")
+NO_FACE = (
+    "No face was found in photo {which}. Try a sharper, front-facing photo "
+    f"where the face is at least {MIN_FACE_SIZE} pixels wide."
+)
 NO_SUCH_FACE = "Photo {which} has {found} face{s}{shown}; there is no face {number}."
 
 
 def _pick(number: int, photo: Photo, which: str) -> Face:
-    return picking.pick_face(photo.faces, number, which, found=photo.found, no_face=NO_FACE,
-                             no_such_face=NO_SUCH_FACE)
+    return picking.pick_face(photo.faces, number, which, found=photo.found, no_face=NO_FACE, no_such_face=NO_SUCH_FACE)
 
 
 def entry_number(value: Any) -> int | None:

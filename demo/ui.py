@@ -5,6 +5,7 @@ JSON shapes are documented in demo/render.py. Errors a user can cause are raised
 gr.Error with a readable message (shown in the page, and as AppError(message) to API
 clients); anything else is logged and reported as an internal error, never as a traceback.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,8 +35,9 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits
     files = ResultFiles(upload_folder() / "twin")
     ctx = TabContext(service, files, engine.model_id, engine.threshold, engine.card)
     with gr.Blocks(title="Twin: face similarity", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# Twin\nAre two photos of the same person? Compare them, or enroll people "
-                    "and find them in new photos.")
+        gr.Markdown(
+            "# Twin\nAre two photos of the same person? Compare them, or enroll people and find them in new photos."
+        )
         with gr.Tabs():
             for tab in TABS:
                 tab.build(ctx)

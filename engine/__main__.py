@@ -7,6 +7,7 @@ Faces are numbered from 1, most prominent first (as `faces` lists them). Exit st
 success, 2 with one line on stderr when a photo is unusable, has no face (or not the chosen
 one), or the model weights are missing; also 2 for wrong arguments (argparse's convention).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,25 +39,38 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description="Twin face engine: compare faces in photos.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    compare = commands.add_parser("compare", help="are the faces in two photos the same person?",
-                                  description="Compare the most prominent face (or the chosen one) of two photos.")
+    compare = commands.add_parser(
+        "compare",
+        help="are the faces in two photos the same person?",
+        description="Compare the most prominent face (or the chosen one) of two photos.",
+    )
     compare.add_argument("photo_a", type=Path, help="first photo")
     compare.add_argument("photo_b", type=Path, help="second photo")
-    compare.add_argument("--face-a", type=face_argument, default=1, metavar="N",
-                         help="which face of the first photo, 1 = most prominent (default 1)")
-    compare.add_argument("--face-b", type=face_argument, default=1, metavar="N",
-                         help="which face of the second photo (default 1)")
+    compare.add_argument(
+        "--face-a",
+        type=face_argument,
+        default=1,
+        metavar="N",
+        help="which face of the first photo, 1 = most prominent (default 1)",
+    )
+    compare.add_argument(
+        "--face-b", type=face_argument, default=1, metavar="N", help="which face of the second photo (default 1)"
+    )
     compare.set_defaults(run=_compare)
 
-    faces = commands.add_parser("faces", help="list the faces found in a photo",
-                                description="List every face found in a photo, most prominent first.")
+    faces = commands.add_parser(
+        "faces",
+        help="list the faces found in a photo",
+        description="List every face found in a photo, most prominent first.",
+    )
     faces.add_argument("photo", type=Path, help="the photo")
     faces.set_defaults(run=_faces)
 
     for sub in (compare, faces):
         sub.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
-        sub.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS,
-                         help="model checkpoint (default: engine/weights/twin.pt)")
+        sub.add_argument(
+            "--weights", type=Path, default=DEFAULT_WEIGHTS, help="model checkpoint (default: engine/weights/twin.pt)"
+        )
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     return parser
 
@@ -64,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path: Path, which: str):
     """Decode a photo before the (slow) model loads; errors name the file."""
     from .images import load_image
+
     try:
         return load_image(path)
     except InvalidImage as exc:
@@ -74,6 +89,7 @@ def _engine(args: argparse.Namespace):
     import torch
 
     from .pipeline import FaceEngine
+
     if args.device is not None:
         try:
             device = torch.device(args.device)
@@ -95,10 +111,19 @@ def _compare(args: argparse.Namespace) -> int:
         raise NoFaceFound(f"{exc} ({path})", which=exc.which) from None
     verdict = "same person" if result.same else "different people"
     if args.json:
-        print(json.dumps({"distance": round(result.distance, 6), "same": bool(result.same),
-                          "similarity": round(result.similarity, 6), "threshold": result.threshold,
-                          "model_id": engine.model_id, "face_a": _face_json(result.face_a),
-                          "face_b": _face_json(result.face_b)}))
+        print(
+            json.dumps(
+                {
+                    "distance": round(result.distance, 6),
+                    "same": bool(result.same),
+                    "similarity": round(result.similarity, 6),
+                    "threshold": result.threshold,
+                    "model_id": engine.model_id,
+                    "face_a": _face_json(result.face_a),
+                    "face_b": _face_json(result.face_b),
+                }
+            )
+        )
         return 0
     print(f"distance:   {result.distance:.4f}")
     print(f"verdict:    {verdict} (same when distance <= {result.threshold:.4f})")
@@ -120,8 +145,10 @@ def _faces(args: argparse.Namespace) -> int:
     print(f"{len(found)} face(s) in {args.photo} ({photo.width}x{photo.height}), most prominent first:")
     for number, face in enumerate(found, 1):
         x1, y1, x2, y2 = (float(v) for v in face.box)
-        print(f"  {number}: box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})  {x2 - x1:.0f}x{y2 - y1:.0f} px  "
-              f"score {face.score:.3f}")
+        print(
+            f"  {number}: box ({x1:.0f}, {y1:.0f}, {x2:.0f}, {y2:.0f})  {x2 - x1:.0f}x{y2 - y1:.0f} px  "
+            f"score {face.score:.3f}"
+        )
     return 0
 
 

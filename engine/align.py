@@ -3,6 +3,7 @@
 scikit-image estimates the transform, Pillow applies it; the output is the canonical
 112 x 112 crop every other part of the system (model, gallery thumbnails, UI) works from.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,10 @@ from PIL import Image
 from skimage.transform import SimilarityTransform
 
 #: The widely used 112 x 112 five-point template (eyes, nose tip, mouth corners).
-TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-                         [41.5493, 92.3655], [70.7299, 92.2041]], dtype=np.float32)
+TEMPLATE_112 = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
 CROP_SIZE = 112
 #: Bumped whenever the alignment's output changes, so caches of aligned crops are rebuilt.
 ALIGNMENT_VERSION = "sim5-112-v1"
@@ -41,6 +44,7 @@ def align(image: Image.Image, landmarks: np.ndarray, size: int = CROP_SIZE) -> n
         transform = estimate_transform(np.asarray(landmarks, dtype=np.float64) / factor, size)
     inverse = np.linalg.inv(transform.params)  # Pillow wants output -> input coefficients
     coefficients = tuple(inverse[:2].reshape(-1))
-    warped = image.transform((size, size), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR,
-                             fillcolor=(0, 0, 0))
+    warped = image.transform(
+        (size, size), Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0)
+    )
     return np.asarray(warped, dtype=np.uint8)

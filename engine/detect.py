@@ -13,6 +13,7 @@ it shows.
 This module turns MTCNN's output into typed `Detection`s, puts the most prominent face
 first and maps coordinates back from the downsized detection view.
 """
+
 from __future__ import annotations
 
 import os
@@ -73,22 +74,32 @@ class Detection:
 class FaceDetector:
     """MTCNN with our policy: a minimum face size and score, prominence order, batching."""
 
-    def __init__(self, device: str | torch.device | None = None, min_face_size: int = MIN_FACE_SIZE,
-                 min_score: float = MIN_SCORE, max_side: int = DETECTION_MAX_SIDE,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), max_candidates: int = MAX_CANDIDATES):
+    def __init__(
+        self,
+        device: str | torch.device | None = None,
+        min_face_size: int = MIN_FACE_SIZE,
+        min_score: float = MIN_SCORE,
+        max_side: int = DETECTION_MAX_SIDE,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        max_candidates: int = MAX_CANDIDATES,
+    ):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.min_face_size = min_face_size
         self.min_score = min_score
         self.max_side = max_side
         self.thresholds = tuple(float(t) for t in thresholds)
         self.max_candidates = int(max_candidates)
-        self._mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds),
-                            device=self.device, post_process=False)
+        self._mtcnn = MTCNN(
+            keep_all=True,
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            device=self.device,
+            post_process=False,
+        )
         self._mtcnn.eval()
         # MTCNN keeps no state between calls, so threads may share it. On a CPU, separate
         # photos (the two of a compare()) are detected side by side, one per core.
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
-                                        thread_name_prefix="detect")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="detect")
 
     def detect(self, image: Image.Image, deadline: float | None = None) -> list[Detection]:
         """All faces of one RGB image, most prominent first."""
@@ -122,8 +133,9 @@ class FaceDetector:
         outputs = self._pool.map(run, jobs) if len(jobs) > 1 else map(run, jobs)
         for indices, (boxes, points) in outputs:
             for j, i in enumerate(indices):
-                results[i] = self._to_detections(boxes[j][:, :4], boxes[j][:, 4], points[j], views[i][1],
-                                                 images[i].size)
+                results[i] = self._to_detections(
+                    boxes[j][:, :4], boxes[j][:, 4], points[j], views[i][1], images[i].size
+                )
         return results
 
     # -- MTCNN's cascade, bounded ----------------------------------------------------------------
@@ -225,8 +237,10 @@ class FaceDetector:
         boxes = boxes.cpu().numpy().reshape(-1, 5)
         points = points.cpu().numpy().reshape(-1, 5, 2)
         image_inds = image_inds.cpu().numpy()
-        return ([boxes[image_inds == b].copy() for b in range(batch_size)],
-                [points[image_inds == b].copy() for b in range(batch_size)])
+        return (
+            [boxes[image_inds == b].copy() for b in range(batch_size)],
+            [points[image_inds == b].copy() for b in range(batch_size)],
+        )
 
     def _to_detections(self, boxes, scores, points, scale: float, size: tuple[int, int]) -> list[Detection]:
         if len(boxes) == 0:
@@ -266,7 +280,7 @@ def _crops(imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, si
         y, ey, x, ex = y[valid], ey[valid], x[valid], ex[valid]
     out = torch.empty((len(y), imgs.shape[1], size, size), dtype=imgs.dtype, device=imgs.device)
     heights, widths = ey - y + 1, ex - x + 1
-    pixels = imgs.permute(0, 2, 3, 1)                               # B x H x W x C: one gather per crop
+    pixels = imgs.permute(0, 2, 3, 1)  # B x H x W x C: one gather per crop
     inds = image_inds.cpu().numpy()
     shapes = np.stack([heights, widths], axis=1)
     for shape in np.unique(shapes, axis=0):
@@ -274,22 +288,23 @@ def _crops(imgs: torch.Tensor, boxes: torch.Tensor, image_inds: torch.Tensor, si
         ch, cw = int(shape[0]), int(shape[1])
         step = max(1, _CROP_CHUNK // (ch * cw * imgs.shape[1]))
         for start in range(0, len(members), step):
-            part = members[start:start + step]
+            part = members[start : start + step]
             rows = torch.as_tensor(y[part, None] - 1 + np.arange(ch), device=imgs.device)
             cols = torch.as_tensor(x[part, None] - 1 + np.arange(cw), device=imgs.device)
             which = torch.as_tensor(inds[part], device=imgs.device)
-            crop = pixels[which[:, None, None], rows[:, :, None], cols[:, None, :]]   # n x ch x cw x C
+            crop = pixels[which[:, None, None], rows[:, :, None], cols[:, None, :]]  # n x ch x cw x C
             out[torch.as_tensor(part, device=imgs.device)] = imresample(crop.permute(0, 3, 1, 2), (size, size))
     return boxes, image_inds, out
 
 
-def _in_batches(model: torch.nn.Module, data: torch.Tensor, check: Callable[[], None],
-                batch_size: int = 512) -> tuple[torch.Tensor, ...]:
+def _in_batches(
+    model: torch.nn.Module, data: torch.Tensor, check: Callable[[], None], batch_size: int = 512
+) -> tuple[torch.Tensor, ...]:
     outputs = []
     for start in range(0, len(data), batch_size):
         if start:
             check()
-        outputs.append(model(data[start:start + batch_size]))
+        outputs.append(model(data[start : start + batch_size]))
     return tuple(torch.cat(v, dim=0) for v in zip(*outputs))
 
 

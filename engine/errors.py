@@ -16,8 +16,7 @@ class NoFaceFound(FaceError):
     prominent); found: how many faces the photo has (engine.picking.pick_face fills all three).
     """
 
-    def __init__(self, message: str, which: str | None = None, *, number: int | None = None,
-                 found: int | None = None):
+    def __init__(self, message: str, which: str | None = None, *, number: int | None = None, found: int | None = None):
         super().__init__(message)
         self.which = which
         self.number = number
@@ -30,8 +29,10 @@ class BadFaceNumber(FaceError, ValueError):
 
     def __init__(self, value: object, message: str | None = None):
         self.value = value
-        super().__init__(message or "A face number must be a whole number from 1 (1 = the most prominent face), "
-                                    f"not {str(value)[:20]!r}.")
+        super().__init__(
+            message
+            or f"A face number must be a whole number from 1 (1 = the most prominent face), not {str(value)[:20]!r}."
+        )
 
 
 class ModelNotFound(FaceError, FileNotFoundError):

@@ -14,6 +14,7 @@ fit). This module only reads it: FaceEngine.identification_threshold. A card wit
 
 Numpy only: nothing here fits, reads data sets or imports training code.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,13 @@ class IdentificationThreshold:
         return float(np.interp(math.log(max(1, int(people))), sizes, values))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "target_far": self.target_far,
-                "reference_gallery_size": self.reference_gallery_size, "source": self.source, "note": self.note}
+        return {
+            "value": self.value,
+            "target_far": self.target_far,
+            "reference_gallery_size": self.reference_gallery_size,
+            "source": self.source,
+            "note": self.note,
+        }
 
     @classmethod
     def from_card(cls, card: dict[str, Any]) -> IdentificationThreshold | None:
@@ -79,10 +85,14 @@ class IdentificationThreshold:
                     by_size.append((int(n), float(t)))
             except (TypeError, ValueError):
                 continue
-        return cls(value, float(target) if isinstance(target, (int, float)) else None,
-                   int(size) if isinstance(size, (int, float)) else None,
-                   str(entry.get("source", "model card")), str(entry.get("note", "")),
-                   by_gallery_size=tuple(sorted(by_size)))
+        return cls(
+            value,
+            float(target) if isinstance(target, (int, float)) else None,
+            int(size) if isinstance(size, (int, float)) else None,
+            str(entry.get("source", "model card")),
+            str(entry.get("note", "")),
+            by_gallery_size=tuple(sorted(by_size)),
+        )
 
     @classmethod
     def fallback_for(cls, threshold: float, band_low: float | None = None) -> IdentificationThreshold:
@@ -93,9 +103,18 @@ class IdentificationThreshold:
         usable = band_low is not None and math.isfinite(band_low) and 0 < band_low < threshold
         value = float(band_low) if usable else float(threshold)  # type: ignore[arg-type]
         what = "the lower end of the verdict band" if usable else "the verification threshold"
-        log.warning("the model card has no identification_threshold: naming people from a gallery uses %s "
-                    "(%.3f), which controls no false-alarm rate; run python -m training.evaluate --write-card",
-                    what, value)
-        return cls(value, None, None, f"fallback: {what} (the model card has no identification_threshold)",
-                   "not fitted for identification: the share of strangers named is unknown and grows with the "
-                   "number of people enrolled", fallback=True)
+        log.warning(
+            "the model card has no identification_threshold: naming people from a gallery uses %s "
+            "(%.3f), which controls no false-alarm rate; run python -m training.evaluate --write-card",
+            what,
+            value,
+        )
+        return cls(
+            value,
+            None,
+            None,
+            f"fallback: {what} (the model card has no identification_threshold)",
+            "not fitted for identification: the share of strangers named is unknown and grows with the "
+            "number of people enrolled",
+            fallback=True,
+        )

@@ -3,6 +3,7 @@
 Pillow does the decoding; this module only adds the policy: which inputs are accepted,
 how odd modes become RGB, and how big an image may be before we refuse it.
 """
+
 from __future__ import annotations
 
 import io
@@ -49,8 +50,9 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
     if not data:
         raise InvalidImage("The file is empty: it holds no image.")
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidImage(f"The file is too large ({len(data) / 2**20:.0f} MB; the limit is "
-                           f"{MAX_FILE_BYTES / 2**20:.0f} MB).")
+        raise InvalidImage(
+            f"The file is too large ({len(data) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES / 2**20:.0f} MB)."
+        )
     return _pixels_only(_to_rgb(_upright(_decode(data, max_pixels), copy=False)))
 
 
@@ -65,8 +67,9 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     except InvalidImage:
         raise  # too large or a bomb: refused as it is, never retried
     except UnidentifiedImageError:
-        failure = InvalidImage("This file is not an image we can read (JPEG, PNG, WebP, BMP, "
-                               "TIFF, GIF and PGM are supported).")
+        failure = InvalidImage(
+            "This file is not an image we can read (JPEG, PNG, WebP, BMP, TIFF, GIF and PGM are supported)."
+        )
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - anything Pillow raises on a damaged file
@@ -102,10 +105,15 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- orientation ------------------------------------------------------------------------------
-_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-              4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
-              6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-              8: Image.Transpose.ROTATE_90}
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def orientation(image: Image.Image) -> int:
@@ -168,15 +176,15 @@ def _jpeg_without_metadata(data: bytes) -> bytes | None:
             out.append(data[at:])
             return b"".join(out)
         if marker in _STANDALONE:
-            out.append(data[at:at + 2])
+            out.append(data[at : at + 2])
             at += 2
             continue
         if at + 4 > len(data):
             return None
-        end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
         if end > len(data) or end < at + 4:
             return None
-        payload = data[at + 4:end]
+        payload = data[at + 4 : end]
         metadata = 0xE0 <= marker <= 0xEF or marker == 0xFE
         if not metadata or (marker == 0xEE and payload.startswith(b"Adobe") and len(payload) >= 12):
             out.append(data[at:end])
@@ -187,8 +195,8 @@ def _jpeg_without_metadata(data: bytes) -> bytes | None:
 def _png_without_metadata(data: bytes) -> bytes | None:
     out, at = [data[:8]], 8
     while at + 12 <= len(data):
-        length = int.from_bytes(data[at:at + 4], "big")
-        kind = data[at + 4:at + 8]
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind = data[at + 4 : at + 8]
         end = at + 12 + length
         if end > len(data):
             return None
@@ -218,8 +226,10 @@ def _read_bytes(source: ImageSource) -> bytes:
         if not path.is_file():
             raise InvalidImage(f"No such file: {path}")
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise InvalidImage(f"The file is too large ({path.stat().st_size / 2**20:.0f} MB; "
-                               f"the limit is {MAX_FILE_BYTES / 2**20:.0f} MB).")
+            raise InvalidImage(
+                f"The file is too large ({path.stat().st_size / 2**20:.0f} MB; "
+                f"the limit is {MAX_FILE_BYTES / 2**20:.0f} MB)."
+            )
         return path.read_bytes()
     if hasattr(source, "read"):
         try:
@@ -236,8 +246,10 @@ def _check_size(image: Image.Image, max_pixels: int) -> Image.Image:
     if image.width < 1 or image.height < 1:
         raise InvalidImage("The image has no pixels.")
     if image.width * image.height > max_pixels:
-        raise InvalidImage(f"The image is too large ({image.width}x{image.height} pixels; "
-                           f"the limit is {max_pixels / 1e6:g} megapixels).")
+        raise InvalidImage(
+            f"The image is too large ({image.width}x{image.height} pixels; "
+            f"the limit is {max_pixels / 1e6:g} megapixels)."
+        )
     return image
 
 

@@ -4,6 +4,7 @@ A checkpoint holds the weights plus everything needed to use them (architecture,
 size, embedding size, preprocessing, threshold, calibration); its model id is derived from
 the weights so a gallery can refuse embeddings made by another model.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,8 +79,9 @@ class ResNetBackbone(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c0 = config.channels[0]
-        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, c0, 3, 2, 1, bias=False),
-                                  nn.BatchNorm2d(c0), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(config.in_channels, c0, 3, 2, 1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
+        )
         layers: list[nn.Module] = []
         cin = c0
         for stage, (cout, count) in enumerate(zip(config.channels, config.blocks)):
@@ -88,9 +90,13 @@ class ResNetBackbone(nn.Module):
                 cin = cout
         self.stages = nn.Sequential(*layers)
         side = config.input_size // 2 ** len(config.channels)
-        self.head = nn.Sequential(nn.BatchNorm2d(cin), nn.Dropout(config.dropout), nn.Flatten(),
-                                  nn.Linear(cin * side * side, config.embedding_size),
-                                  nn.BatchNorm1d(config.embedding_size))
+        self.head = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.Dropout(config.dropout),
+            nn.Flatten(),
+            nn.Linear(cin * side * side, config.embedding_size),
+            nn.BatchNorm1d(config.embedding_size),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -107,7 +113,7 @@ class TwinNet(nn.Module):
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings of both inputs, for the contrastive loss on their distance."""
         both = self.embed(torch.cat([x1, x2]))
-        return both[: len(x1)], both[len(x1):]
+        return both[: len(x1)], both[len(x1) :]
 
     def embed(self, batch: torch.Tensor) -> torch.Tensor:
         """Embeddings of a preprocessed batch (N x C x H x W): L2-normalised, except for the
@@ -118,7 +124,7 @@ class TwinNet(nn.Module):
     def embed_flip_averaged(self, batch: torch.Tensor) -> torch.Tensor:
         """Embeddings of each face and its mirror image, combined: a cheap, steadier estimate."""
         both = self.embed(torch.cat([batch, batch.flip(-1)]))
-        total = both[: len(batch)] + both[len(batch):]
+        total = both[: len(batch)] + both[len(batch) :]
         return F.normalize(total, dim=1) if self.config.normalize else total / 2
 
     def preprocess(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -130,8 +136,13 @@ class TwinNet(nn.Module):
         return normalise(x, self.config)
 
 
-def embed_crops(model: TwinNet, crops: np.ndarray, flip: bool = True, batch_size: int = 256,
-                device: str | torch.device | None = None) -> np.ndarray:
+def embed_crops(
+    model: TwinNet,
+    crops: np.ndarray,
+    flip: bool = True,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Aligned uint8 crops (N x H x W x 3, or one H x W x 3) -> float32 embeddings (N x D), in
     batches, without gradients: model.preprocess, then model.embed_flip_averaged (flip) or
     model.embed. The one embedding loop over crops: FaceEngine.embed_crops (the product) and
@@ -145,7 +156,7 @@ def embed_crops(model: TwinNet, crops: np.ndarray, flip: bool = True, batch_size
     out = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            x = model.preprocess(crops[start:start + batch_size]).to(device)
+            x = model.preprocess(crops[start : start + batch_size]).to(device)
             e = model.embed_flip_averaged(x) if flip else model.embed(x)
             out.append(e.float().cpu().numpy())
     return np.concatenate(out).astype(np.float32)
@@ -157,7 +168,7 @@ def normalise(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     if config.in_channels == 1:
-        x = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        x = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     return (x / 255.0 - config.mean) / config.std
 
 
@@ -193,13 +204,16 @@ def save_checkpoint(model: TwinNet, path: str | Path, **meta: Any) -> str:
     return model_id
 
 
-def load_checkpoint(path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None
-                    ) -> tuple[TwinNet, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None
+) -> tuple[TwinNet, dict[str, Any]]:
     """Load a checkpoint for inference; returns the model (eval mode) and its metadata."""
     path = Path(path)
     if not path.is_file():
-        raise ModelNotFound(f"Model weights not found at {path}. Train them with `make train` "
-                            f"(python -m training.train), which writes engine/weights/twin.pt.")
+        raise ModelNotFound(
+            f"Model weights not found at {path}. Train them with `make train` "
+            f"(python -m training.train), which writes engine/weights/twin.pt."
+        )
     payload = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(ModelConfig.from_dict(payload["config"]))
     model.load_state_dict(payload["state_dict"])
@@ -213,5 +227,6 @@ def build_model(config: ModelConfig) -> TwinNet:
     """The network a config describes (the seed's architecture lives in engine.seed)."""
     if config.arch == "seed":
         from .seed import SeedBackbone
+
         return TwinNet(config, SeedBackbone(config))
     return TwinNet(config)

@@ -11,6 +11,7 @@ The decision is made here once; each surface keeps its own voice through the mes
 templates pick_face takes (the engine says "the first photo", the app "photo A", the gallery
 CLI the file's name). Both errors are engine FaceErrors, so every surface shows them as they are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,15 @@ def face_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def pick_face(faces: Sequence[F], number: int, which: str, *, found: int | None = None,
-              no_face: str = NO_FACE, no_such_face: str = NO_SUCH_FACE) -> F:
+def pick_face(
+    faces: Sequence[F],
+    number: int,
+    which: str,
+    *,
+    found: int | None = None,
+    no_face: str = NO_FACE,
+    no_such_face: str = NO_SUCH_FACE,
+) -> F:
     """Face `number` (1 = the most prominent) of one photo's faces.
 
     faces: the photo's faces, most prominent first (a FaceList, or any list of them).
@@ -83,8 +91,14 @@ def pick_face(faces: Sequence[F], number: int, which: str, *, found: int | None 
         raise BadFaceNumber(number) from None
     kept = len(faces)
     count = int(getattr(faces, "found", kept) if found is None else found)
-    fields = {"which": which, "number": number, "found": count, "kept": kept, "s": "" if count == 1 else "s",
-              "shown": f" (the {kept} largest can be picked)" if count > kept else ""}
+    fields = {
+        "which": which,
+        "number": number,
+        "found": count,
+        "kept": kept,
+        "s": "" if count == 1 else "s",
+        "shown": f" (the {kept} largest can be picked)" if count > kept else "",
+    }
     if not count or not kept:
         raise NoFaceFound(no_face.format(**fields), which=which, number=number, found=count)
     if not 1 <= number <= kept:

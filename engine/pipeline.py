@@ -1,4 +1,5 @@
 """FaceEngine: photo -> faces -> embeddings -> comparison. The public face of the engine."""
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,11 @@ from .verdict import DIFFERENT, SAME, VerdictBand, band_from_calibration
 class Face:
     """A detected face: where it is, how sure the detector is, its aligned crop and embedding."""
 
-    box: np.ndarray          # x1, y1, x2, y2 in the photo's pixels (float32)
-    score: float             # detector confidence
-    landmarks: np.ndarray    # 5 x 2 float32: eyes, nose tip, mouth corners
-    crop: np.ndarray         # aligned 112 x 112 x 3 uint8
-    embedding: np.ndarray    # float32, L2 norm 1
+    box: np.ndarray  # x1, y1, x2, y2 in the photo's pixels (float32)
+    score: float  # detector confidence
+    landmarks: np.ndarray  # 5 x 2 float32: eyes, nose tip, mouth corners
+    crop: np.ndarray  # aligned 112 x 112 x 3 uint8
+    embedding: np.ndarray  # float32, L2 norm 1
     #: How usable the face is (engine.quality): score 0..1, ok, reason, measurements. FaceEngine
     #: fills it for every face; None only for a Face made by hand without it.
     quality: Quality | None = None
@@ -117,8 +118,13 @@ class FaceEngine:
     stages with TooMuchWork.
     """
 
-    def __init__(self, weights: str | Path = DEFAULT_WEIGHTS, device: str | torch.device | None = None,
-                 flip_average: bool = True, detector: FaceDetector | None = None):
+    def __init__(
+        self,
+        weights: str | Path = DEFAULT_WEIGHTS,
+        device: str | torch.device | None = None,
+        flip_average: bool = True,
+        detector: FaceDetector | None = None,
+    ):
         self.device = pick_device(device)
         self.model: TwinNet
         self.model, meta = load_checkpoint(weights, self.device)
@@ -126,22 +132,24 @@ class FaceEngine:
         self.meta: dict[str, Any] = meta
         #: The model card (twin.json beside the weights): what people are shown about the model.
         self.card: dict[str, Any] = _read_card(Path(weights).with_suffix(".json")) or {
-            k: v for k, v in meta.items() if k != "train"}
+            k: v for k, v in meta.items() if k != "train"
+        }
         self.model_id: str = meta["model_id"]
         self.threshold: float = float(self.card.get("threshold", 1.0))
         cal = self.card.get("calibration") or {}
         self.calibration = Calibration(float(cal.get("slope", 8.0)), float(cal.get("midpoint", self.threshold)))
         #: Distances in (low, high] are "not sure": the card's `verdict_band` (fitted on the
         #: validation people training held out), else threshold -+ a margin from the calibration.
-        self.verdict_band: VerdictBand = (VerdictBand.from_card(self.card, self.threshold)
-                                          or band_from_calibration(self.threshold, self.calibration.slope))
+        self.verdict_band: VerdictBand = VerdictBand.from_card(self.card, self.threshold) or band_from_calibration(
+            self.threshold, self.calibration.slope
+        )
         #: Naming someone from a gallery of many (a stricter question than "same person?"): the card's
         #: `identification_threshold`, fitted on the validation people for a target false-alarm rate at
         #: a reference gallery size (engine.identification), else the verdict band's lower end, with a
         #: warning. Distances <= this name the nearest person; above it the answer is "unknown".
-        self.identification: IdentificationThreshold = (
-            IdentificationThreshold.from_card(self.card)
-            or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low))
+        self.identification: IdentificationThreshold = IdentificationThreshold.from_card(
+            self.card
+        ) or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low)
         self.identification_threshold: float = self.identification.value
         self.flip_average = flip_average
         self.detector = detector or FaceDetector(device=self.device)
@@ -159,8 +167,9 @@ class FaceEngine:
         """
         return self.faces_batch([image], max_faces=max_faces, deadline=deadline)[0]
 
-    def faces_batch(self, images: Sequence[ImageSource], max_faces: int | None = None,
-                    deadline: float | None = None) -> list[FaceList]:
+    def faces_batch(
+        self, images: Sequence[ImageSource], max_faces: int | None = None, deadline: float | None = None
+    ) -> list[FaceList]:
         """Faces of many photos; all their crops go through the network in one pass.
 
         max_faces and deadline as for faces(): the cap applies to each photo, the deadline to
@@ -173,8 +182,10 @@ class FaceEngine:
         kept = [d if cap is None else d[:cap] for d in detections]
         if any(kept):  # work is left: alignment, then the network
             self._check_deadline(deadline, found)
-            crops = [[align(picture, d.landmarks) for d in per_photo]
-                     for picture, per_photo in zip(pictures, kept, strict=True)]
+            crops = [
+                [align(picture, d.landmarks) for d in per_photo]
+                for picture, per_photo in zip(pictures, kept, strict=True)
+            ]
             self._check_deadline(deadline, found)
         else:
             crops = [[] for _ in kept]
@@ -182,8 +193,10 @@ class FaceEngine:
         embeddings = self.embed_crops(np.stack(flat)) if flat else np.zeros((0, self.embedding_size), np.float32)
         result, at = [], 0
         for per_photo, per_crop, count in zip(kept, crops, found, strict=True):
-            faces = [Face(d.box, d.score, d.landmarks, c, embeddings[at + i], assess(d.box, d.score, d.landmarks, c))
-                     for i, (d, c) in enumerate(zip(per_photo, per_crop, strict=True))]
+            faces = [
+                Face(d.box, d.score, d.landmarks, c, embeddings[at + i], assess(d.box, d.score, d.landmarks, c))
+                for i, (d, c) in enumerate(zip(per_photo, per_crop, strict=True))
+            ]
             at += len(faces)
             result.append(FaceList(faces, found=count))
         return result
@@ -201,7 +214,7 @@ class FaceEngine:
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), batch_size):
-                x = self.model.preprocess(crops[start:start + batch_size]).to(self.device)
+                x = self.model.preprocess(crops[start : start + batch_size]).to(self.device)
                 e = self.model.embed_flip_averaged(x) if self.flip_average else self.model.embed(x)
                 out.append(e.float().cpu().numpy())
         return np.concatenate(out).astype(np.float32)
@@ -215,16 +228,31 @@ class FaceEngine:
         return self.calibration(distance)
 
     def verdict(self, distance: float) -> str:
-        """"same", "not sure" or "different" for a distance (see verdict_band)."""
+        """ "same", "not sure" or "different" for a distance (see verdict_band)."""
         return self.verdict_band.verdict(distance)
 
     def compare_faces(self, face_a: Face, face_b: Face) -> Comparison:
         d = self.distance(face_a.embedding, face_b.embedding)
-        return Comparison(d, d <= self.threshold, self.similarity(d), face_a, face_b, self.threshold,
-                          verdict=self.verdict(d), band=self.verdict_band, warnings=quality_warnings(face_a, face_b))
+        return Comparison(
+            d,
+            d <= self.threshold,
+            self.similarity(d),
+            face_a,
+            face_b,
+            self.threshold,
+            verdict=self.verdict(d),
+            band=self.verdict_band,
+            warnings=quality_warnings(face_a, face_b),
+        )
 
-    def compare(self, image_a: ImageSource, image_b: ImageSource, face_a: int = 0, face_b: int = 0,
-                deadline: float | None = None) -> Comparison:
+    def compare(
+        self,
+        image_a: ImageSource,
+        image_b: ImageSource,
+        face_a: int = 0,
+        face_b: int = 0,
+        deadline: float | None = None,
+    ) -> Comparison:
         """Compare the most prominent face (or the chosen one) of each photo.
 
         Only the faces up to the chosen ones are aligned and embedded; deadline as for faces().

@@ -10,6 +10,7 @@ usable as its worst aspect), and the reason is the one that set it. The ramps an
 QUALITY_FLOOR were chosen on the CelebA validation people that training holds out (never on
 LFW): see bench/quality.py and bench/results/quality.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,12 +89,20 @@ class Quality:
 
     def as_dict(self) -> dict:
         """A JSON-ready summary (rounded): for APIs and logs."""
-        return {"score": round(self.score, 3), "ok": self.ok, "reason": self.reason,
-                "width_px": round(self.width_px, 1), "eye_px": round(self.eye_px, 1),
-                "yaw": round(self.yaw, 1), "pitch": round(self.pitch, 1), "roll": round(self.roll, 1),
-                "sharpness": round(self.sharpness, 4), "brightness": round(self.brightness, 1),
-                "detector": round(self.detector, 4),
-                "components": {k: round(v, 3) for k, v in self.components.items()}}
+        return {
+            "score": round(self.score, 3),
+            "ok": self.ok,
+            "reason": self.reason,
+            "width_px": round(self.width_px, 1),
+            "eye_px": round(self.eye_px, 1),
+            "yaw": round(self.yaw, 1),
+            "pitch": round(self.pitch, 1),
+            "roll": round(self.roll, 1),
+            "sharpness": round(self.sharpness, 4),
+            "brightness": round(self.brightness, 1),
+            "detector": round(self.detector, 4),
+            "components": {k: round(v, 3) for k, v in self.components.items()},
+        }
 
 
 def ramp(value: float, bad: float, good: float) -> float:
@@ -136,7 +145,7 @@ def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     # in inter-ocular units the offset is depth * tan(yaw).
     yaw = math.degrees(math.atan2(across, _NOSE_DEPTH))
     # Nose position along the axis: 0 at the eye line, 1 at the mouth line.
-    along = float(np.dot(q[2], axis) / axis_len ** 2)
+    along = float(np.dot(q[2], axis) / axis_len**2)
     # The nose tip moves along the axis by depth * sin(pitch), against an eye-mouth span of
     # axis_len * cos(pitch): invert for pitch.
     shift = (along - _FRONTAL_NOSE_T) * axis_len
@@ -180,8 +189,9 @@ def sharpness(grey: np.ndarray) -> float:
     return float(lap.var()) / var / 20.0  # / 20: white noise scores 1 (its Laplacian has 20x its variance)
 
 
-def assess(box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray,
-           floor: float = QUALITY_FLOOR) -> Quality:
+def assess(
+    box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray, floor: float = QUALITY_FLOOR
+) -> Quality:
     """The quality of one face from its box and landmarks (original photo's pixels), the
     detector's score and its aligned crop (112 x 112 x 3 uint8)."""
     return grade(**measure(box, score, landmarks, crop), floor=floor)
@@ -193,13 +203,29 @@ def measure(box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarr
     p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     yaw, pitch, roll = pose(p)
     grey = face_region_grey(crop)
-    return {"width_px": float(box[2] - box[0]), "eye_px": float(np.hypot(*(p[1] - p[0]))),
-            "yaw": yaw, "pitch": pitch, "roll": roll, "sharpness": sharpness(grey),
-            "brightness": float(grey.mean()), "detector": float(score)}
+    return {
+        "width_px": float(box[2] - box[0]),
+        "eye_px": float(np.hypot(*(p[1] - p[0]))),
+        "yaw": yaw,
+        "pitch": pitch,
+        "roll": roll,
+        "sharpness": sharpness(grey),
+        "brightness": float(grey.mean()),
+        "detector": float(score),
+    }
 
 
-def grade(width_px: float, eye_px: float, yaw: float, pitch: float, roll: float, sharpness: float,
-          brightness: float, detector: float, floor: float = QUALITY_FLOOR) -> Quality:
+def grade(
+    width_px: float,
+    eye_px: float,
+    yaw: float,
+    pitch: float,
+    roll: float,
+    sharpness: float,
+    brightness: float,
+    detector: float,
+    floor: float = QUALITY_FLOOR,
+) -> Quality:
     """Raw measurements -> component scores, the overall score, ok and the reason."""
     components = {
         "size": ramp(width_px, *SIZE_RAMP),
@@ -213,8 +239,7 @@ def grade(width_px: float, eye_px: float, yaw: float, pitch: float, roll: float,
     value = components[worst]
     ok = value >= floor
     reason = None if ok else _reason(worst, width_px, yaw, pitch, roll)
-    return Quality(value, ok, reason, width_px, eye_px, yaw, pitch, roll, sharpness, brightness, detector,
-                   components)
+    return Quality(value, ok, reason, width_px, eye_px, yaw, pitch, roll, sharpness, brightness, detector, components)
 
 
 def min_face_width(floor: float = QUALITY_FLOOR) -> int:
@@ -229,8 +254,11 @@ def _reason(component: str, width: float, yaw: float, pitch: float, roll: float)
     if component == "sharpness":
         return "the face is blurred; use a sharper photo"
     if component == "pose":
-        angles = {"turned away": abs(yaw) / YAW_RAMP[0], "tilted up or down": abs(pitch) / PITCH_RAMP[0],
-                  "tilted sideways": abs(roll) / ROLL_RAMP[0]}
+        angles = {
+            "turned away": abs(yaw) / YAW_RAMP[0],
+            "tilted up or down": abs(pitch) / PITCH_RAMP[0],
+            "tilted sideways": abs(roll) / ROLL_RAMP[0],
+        }
         how = max(angles, key=angles.__getitem__)
         return f"the face is {how}; use a photo facing the camera"
     if component == "darkness":
@@ -244,10 +272,16 @@ def require_quality(quality: Quality | None, floor: float = QUALITY_FLOOR) -> Qu
     """The quality itself when it reaches the floor; otherwise raise PoorQuality with the reason
     (for enrollment: "The face is 24 px wide; use a larger photo ...")."""
     from .errors import PoorQuality
+
     if quality is None:
         raise PoorQuality(None, "The face's quality is unknown; it cannot be checked for enrollment.")
     if quality.score < floor:
-        reason = quality.reason or _reason(min(quality.components, key=quality.components.__getitem__),
-                                           quality.width_px, quality.yaw, quality.pitch, quality.roll)
+        reason = quality.reason or _reason(
+            min(quality.components, key=quality.components.__getitem__),
+            quality.width_px,
+            quality.yaw,
+            quality.pitch,
+            quality.roll,
+        )
         raise PoorQuality(quality, f"{reason[:1].upper()}{reason[1:]}.")
     return quality

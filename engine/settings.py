@@ -9,6 +9,7 @@ One place, so a newcomer finds them and no two copies drift apart:
 
 No imports beyond the standard library: every layer may read it.
 """
+
 from __future__ import annotations
 
 import os

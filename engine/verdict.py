@@ -13,6 +13,7 @@ model card (`verdict_band`), and FaceEngine reads it from there: this module onl
 card without a band gets `band_from_calibration()`: the shipped threshold plus or minus the
 distance over which the card's calibration goes from 0.5 to 0.9.
 """
+
 from __future__ import annotations
 
 import math
@@ -68,6 +69,9 @@ def band_from_calibration(threshold: float, slope: float, p: float = BAND_P) -> 
     logistic calibration moves from 0.5 to 1 - p (its own steepness sets the width)."""
     slope = float(slope)
     margin = math.log((1 - p) / p) / slope if slope > 0 and math.isfinite(slope) else 0.15
-    return VerdictBand(threshold - margin, threshold + margin,
-                       f"fallback: the shipped threshold -+ {margin:.3f}, where the card's calibration "
-                       f"is {1 - p:.1f} sure (the card has no verdict_band)")
+    return VerdictBand(
+        threshold - margin,
+        threshold + margin,
+        f"fallback: the shipped threshold -+ {margin:.3f}, where the card's calibration "
+        f"is {1 - p:.1f} sure (the card has no verdict_band)",
+    )

@@ -19,7 +19,10 @@ Exit status: 0 done; 2 refused (no face, unknown name, bad file, a busy gallery,
 
 An import trusts nothing in the file (see index/exports.py): every entry is checked as enroll
 checks it and every thumbnail decoded and re-encoded; one bad entry refuses the whole file.
+
+(About 380 lines: one sub-command per gallery operation, each its own short function.)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +49,13 @@ NO_SUCH_FACE = "{which}: has {found} face(s); there is no face {number}."
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m index", description="Twin face gallery.")
-    parser.add_argument("--gallery", default=DEFAULT_GALLERY, metavar="LOCATION",
-                        help="a folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection "
-                             "(default: %(default)s)")
+    parser.add_argument(
+        "--gallery",
+        default=DEFAULT_GALLERY,
+        metavar="LOCATION",
+        help="a folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--weights", default=None, help="model weights (default: engine/weights/twin.pt)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -60,8 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face", type=face_argument, default=1, help="which face of each photo, 1 = most prominent")
     p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crop")
 
-    p = commands.add_parser("enroll-folder", help="enroll everyone in a folder with one sub-folder per person "
-                                                  "(the folder name is the name), or a zip of one")
+    p = commands.add_parser(
+        "enroll-folder",
+        help="enroll everyone in a folder with one sub-folder per person "
+        "(the folder name is the name), or a zip of one",
+    )
     p.add_argument("folder", help="folder (or .zip) holding Name/photo.jpg ...")
     p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crops")
     p.add_argument("--max-photos", type=int, default=100_000, help="refuse a collection larger than this")
@@ -94,8 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("import", help="add the entries of an exported gallery")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true", help="replace the current entries instead")
-    p.add_argument("--max-entries", type=int, default=MAX_IMPORT_ENTRIES,
-                   help="refuse an export with more entries than this (default: %(default)s)")
+    p.add_argument(
+        "--max-entries",
+        type=int,
+        default=MAX_IMPORT_ENTRIES,
+        help="refuse an export with more entries than this (default: %(default)s)",
+    )
     return parser
 
 
@@ -145,23 +159,35 @@ class Cli:
         from .people_folder import FolderLimits, read_folder, read_zip
 
         a = self.args
-        limits = FolderLimits(max_photos=a.max_photos, max_people=a.max_photos, max_total_bytes=1 << 40,
-                              max_members=10 * a.max_photos + 1000)
+        limits = FolderLimits(
+            max_photos=a.max_photos,
+            max_people=a.max_photos,
+            max_total_bytes=1 << 40,
+            max_members=10 * a.max_photos + 1000,
+        )
         source = Path(a.folder)
         collection = read_zip(source, limits) if source.suffix.lower() == ".zip" else read_folder(source, limits)
-        with self.gallery(with_engine=True) as g, \
-                tqdm(total=collection.photo_count, unit="photo", disable=a.json, file=sys.stderr) as bar:
+        with (
+            self.gallery(with_engine=True) as g,
+            tqdm(total=collection.photo_count, unit="photo", disable=a.json, file=sys.stderr) as bar,
+        ):
+
             def tick(done: int, total: int, label: str) -> None:
                 bar.update(1)
                 bar.set_postfix_str(label[-40:], refresh=False)
 
-            outcomes = enroll_collection(self.engine, g, collection.people, thumbnails=not a.no_thumbnail,
-                                         progress=tick)
-        summary: dict[str, Any] = {**summarize(outcomes),
-                                   "skipped": [{"file": f, "reason": why} for f, why in collection.skipped]}
-        lines = [f"{summary['enrolled']} photo(s) enrolled for {summary['people']} people; "
-                 f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused; "
-                 f"{len(summary['skipped'])} file(s) skipped."]
+            outcomes = enroll_collection(
+                self.engine, g, collection.people, thumbnails=not a.no_thumbnail, progress=tick
+            )
+        summary: dict[str, Any] = {
+            **summarize(outcomes),
+            "skipped": [{"file": f, "reason": why} for f, why in collection.skipped],
+        }
+        lines = [
+            f"{summary['enrolled']} photo(s) enrolled for {summary['people']} people; "
+            f"{summary['already_enrolled']} already enrolled (skipped); {len(summary['refused'])} refused; "
+            f"{len(summary['skipped'])} file(s) skipped."
+        ]
         lines += [f"  refused {r['photo']}: {r['reason']}" for r in summary["refused"]]
         lines += [f"  skipped {s['file']}: {s['reason']}" for s in summary["skipped"]]
         lines += [f"  warning: {w}" for w in summary["warnings"]]
@@ -176,10 +202,15 @@ class Cli:
             for photo, face, count in chosen:
                 entry = g.enroll(a.name, face.embedding, thumbnail=None if a.no_thumbnail else face.crop)
                 done.append({"photo": photo, "entry_id": entry, "faces_in_photo": count})
-        lines = [f"Enrolled {a.name!r} from {d['photo']} (entry {d['entry_id']})"
-                 + (f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used"
-                    if d["faces_in_photo"] > 1 else "")
-                 for d in done]
+        lines = [
+            f"Enrolled {a.name!r} from {d['photo']} (entry {d['entry_id']})"
+            + (
+                f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used"
+                if d["faces_in_photo"] > 1
+                else ""
+            )
+            for d in done
+        ]
         self.emit({"name": a.name, "entries": done}, "\n".join(lines))
         return 0
 
@@ -191,18 +222,33 @@ class Cli:
         with self.gallery(with_engine=True) as g:
             matches = g.search(face.embedding, k=a.k)
         best = matches[0] if matches and matches[0].distance <= threshold else None
-        rows = [{"name": m.name, "entry_id": m.entry_id, "distance": round(m.distance, 4),
-                 "similarity": round(engine.similarity(m.distance), 4), "same": m.distance <= threshold}
-                for m in matches]
+        rows = [
+            {
+                "name": m.name,
+                "entry_id": m.entry_id,
+                "distance": round(m.distance, 4),
+                "similarity": round(engine.similarity(m.distance), 4),
+                "same": m.distance <= threshold,
+            }
+            for m in matches
+        ]
         lines = [f"{a.photo}" + (f" (face {a.face} of {count})" if count > 1 else "") + ":"]
-        lines += [f"  {i}. {r['name']}  distance {r['distance']:.3f}  similarity {r['similarity']:.2f}"
-                  + ("  same person" if r["same"] else "") for i, r in enumerate(rows, 1)]
+        lines += [
+            f"  {i}. {r['name']}  distance {r['distance']:.3f}  similarity {r['similarity']:.2f}"
+            + ("  same person" if r["same"] else "")
+            for i, r in enumerate(rows, 1)
+        ]
         if not matches:
             lines.append("  the gallery is empty")
-        lines.append(f"Identified: {best.name} (distance {best.distance:.3f} <= {threshold:.3f})" if best
-                     else f"Identified: no one (nobody within distance {threshold:.3f})")
-        self.emit({"photo": a.photo, "threshold": threshold, "matches": rows,
-                   "identified": best.name if best else None}, "\n".join(lines))
+        lines.append(
+            f"Identified: {best.name} (distance {best.distance:.3f} <= {threshold:.3f})"
+            if best
+            else f"Identified: no one (nobody within distance {threshold:.3f})"
+        )
+        self.emit(
+            {"photo": a.photo, "threshold": threshold, "matches": rows, "identified": best.name if best else None},
+            "\n".join(lines),
+        )
         return 0
 
     def list(self) -> int:
@@ -213,18 +259,36 @@ class Cli:
             data: list[dict[str, Any]]
             if self.args.entries:
                 entries = g.entries()
-                data = [{"entry_id": e.entry_id, "name": e.name, "enrolled": e.enrolled.isoformat(timespec="seconds"),
-                         "model_id": e.model_id, "thumbnail": e.has_thumbnail} for e in entries]
-                text = "\n".join(f"{d['entry_id']:>8}  {d['enrolled']}  {d['name']}"
-                                 + ("" if d["thumbnail"] else "  (no thumbnail)") for d in data)
+                data = [
+                    {
+                        "entry_id": e.entry_id,
+                        "name": e.name,
+                        "enrolled": e.enrolled.isoformat(timespec="seconds"),
+                        "model_id": e.model_id,
+                        "thumbnail": e.has_thumbnail,
+                    }
+                    for e in entries
+                ]
+                text = "\n".join(
+                    f"{d['entry_id']:>8}  {d['enrolled']}  {d['name']}" + ("" if d["thumbnail"] else "  (no thumbnail)")
+                    for d in data
+                )
             else:
                 people = g.people()
-                data = [{"name": p.name, "entries": p.entries,
-                         "first_enrolled": p.first_enrolled.isoformat(timespec="seconds"),
-                         "last_enrolled": p.last_enrolled.isoformat(timespec="seconds")} for p in people]
-                text = "\n".join(f"{d['name']}  ({d['entries']} {'entry' if d['entries'] == 1 else 'entries'}, "
-                                 f"enrolled {d['first_enrolled']}"
-                                 + (f" .. {d['last_enrolled']}" if d["entries"] > 1 else "") + ")" for d in data)
+                data = [
+                    {
+                        "name": p.name,
+                        "entries": p.entries,
+                        "first_enrolled": p.first_enrolled.isoformat(timespec="seconds"),
+                        "last_enrolled": p.last_enrolled.isoformat(timespec="seconds"),
+                    }
+                    for p in people
+                ]
+                text = "\n".join(
+                    f"{d['name']}  ({d['entries']} {'entry' if d['entries'] == 1 else 'entries'}, "
+                    f"enrolled {d['first_enrolled']}" + (f" .. {d['last_enrolled']}" if d["entries"] > 1 else "") + ")"
+                    for d in data
+                )
             self.emit(data, text or "The gallery is empty.")
         return 0
 
@@ -241,8 +305,10 @@ class Cli:
             else:
                 removed, what = g.remove_person(a.name), repr(a.name)
             g.vacuum()
-        self.emit({"removed": removed}, f"Removed {what}: {removed} {'entry' if removed == 1 else 'entries'}, "
-                                         "with their vectors and thumbnails.")
+        self.emit(
+            {"removed": removed},
+            f"Removed {what}: {removed} {'entry' if removed == 1 else 'entries'}, with their vectors and thumbnails.",
+        )
         return 0
 
     def rename(self) -> int:
@@ -259,17 +325,21 @@ class Cli:
             raise GalleryError(f"No gallery at {self.location}.")
         engine = self.engine
         with self.gallery(with_engine=True) as g:
+
             def progress(done: int, total: int) -> None:
                 if not self.args.json:
                     print(f"\r  re-embedded {done}/{total}", end="", file=sys.stderr, flush=True)
 
-            count = g.reembed(engine.embed_crops, engine.model_id, drop_missing=self.args.drop_missing,
-                              progress=progress)
+            count = g.reembed(
+                engine.embed_crops, engine.model_id, drop_missing=self.args.drop_missing, progress=progress
+            )
             if not self.args.json and count:
                 print(file=sys.stderr)
             left = len(g)
-        self.emit({"reembedded": count, "entries": left, "model_id": engine.model_id},
-                  f"Re-embedded {count} entries with model {engine.model_id}.")
+        self.emit(
+            {"reembedded": count, "entries": left, "model_id": engine.model_id},
+            f"Re-embedded {count} entries with model {engine.model_id}.",
+        )
         return 0
 
     def export(self) -> int:
@@ -284,8 +354,10 @@ class Cli:
         with self.gallery(with_engine=False) as g:
             count = g.import_from(self.args.file, replace=self.args.replace, max_entries=self.args.max_entries)
             model = g.stored_model_id if count else None
-        self.emit({"imported": count, "model_id": model},
-                  f"Imported {count} entries from {self.args.file}" + (f" (model {model})." if model else "."))
+        self.emit(
+            {"imported": count, "model_id": model},
+            f"Imported {count} entries from {self.args.file}" + (f" (model {model})." if model else "."),
+        )
         return 0
 
 

@@ -1,6 +1,7 @@
 """What the gallery accepts (names, embeddings, entry ids) and the rules every store applies
 (the model-id guard, "the same photo" for retried enrollments): one set of rules for enroll,
 search, rename and import, whichever store holds the data."""
+
 from __future__ import annotations
 
 import unicodedata
@@ -11,7 +12,7 @@ from .errors import InvalidInput, ModelMismatch, NotFound
 
 MAX_NAME_LENGTH = 100
 _BANNED_CATEGORIES = {"Cc", "Cs", "Co", "Cn", "Zl", "Zp"}  # controls, surrogates, unassigned, line breaks
-_JOINERS = {"\u200c", "\u200d"}                            # zero-width non-joiner, joiner
+_JOINERS = {"\u200c", "\u200d"}  # zero-width non-joiner, joiner
 
 
 def clean_name(name: object) -> str:
@@ -28,8 +29,10 @@ def clean_name(name: object) -> str:
     if any(unicodedata.category(c) in _BANNED_CATEGORIES for c in name):
         raise InvalidInput("The name contains control characters, line breaks or invalid characters.")
     if any(_invisible(name, i) for i, c in enumerate(name) if unicodedata.category(c) == "Cf"):
-        raise InvalidInput("The name contains invisible or direction-control characters (a zero-width space, "
-                           "a right-to-left override, ...), which make it look like another name: type it plainly.")
+        raise InvalidInput(
+            "The name contains invisible or direction-control characters (a zero-width space, "
+            "a right-to-left override, ...), which make it look like another name: type it plainly."
+        )
     return name
 
 
@@ -54,8 +57,9 @@ def clean_vector(embedding: object, dim: int) -> np.ndarray:
     if vector.ndim != 1:
         raise InvalidInput(f"An embedding must be one vector, not an array of shape {vector.shape}.")
     if vector.size != dim:
-        raise InvalidInput(f"An embedding must have {dim} numbers (the size this gallery's model makes), "
-                           f"not {vector.size}.")
+        raise InvalidInput(
+            f"An embedding must have {dim} numbers (the size this gallery's model makes), not {vector.size}."
+        )
     if not np.isfinite(vector).all():
         raise InvalidInput("The embedding contains NaN or infinite values.")
     norm = float(np.linalg.norm(vector))
@@ -65,8 +69,8 @@ def clean_vector(embedding: object, dim: int) -> np.ndarray:
 
 
 # -- rules every store applies (so each is decided once, whatever holds the data) -----------------
-MAX_ENTRY_ID = 2 ** 63 - 1
-SAME_PHOTO_DISTANCE = 1e-3      # enroll: embeddings closer than this are the same photo (a retry)
+MAX_ENTRY_ID = 2**63 - 1
+SAME_PHOTO_DISTANCE = 1e-3  # enroll: embeddings closer than this are the same photo (a retry)
 
 
 def entry_id(value: object) -> int | None:
@@ -82,8 +86,9 @@ def entry_id(value: object) -> int | None:
     return number if 0 < number <= MAX_ENTRY_ID else None
 
 
-def check_model(stored: str | None, stored_dim: int | None, wanted: str | None, wanted_dim: int, *,
-                empty: bool, writing: bool) -> bool:
+def check_model(
+    stored: str | None, stored_dim: int | None, wanted: str | None, wanted_dim: int, *, empty: bool, writing: bool
+) -> bool:
     """The model-id guard. Returns True when an empty gallery must adopt the caller's model and
     size (only when writing: an empty gallery never mismatches a reader), False when they
     already agree; raises ModelMismatch when the gallery holds another model's embeddings."""
@@ -95,19 +100,26 @@ def check_model(stored: str | None, stored_dim: int | None, wanted: str | None, 
     if stored == wanted:
         problem = f"holds {stored_dim}-number embeddings, not {wanted_dim}"
     else:
-        problem = (f"holds embeddings of model {stored!r}" if stored else "holds embeddings of an unrecorded model")
+        problem = f"holds embeddings of model {stored!r}" if stored else "holds embeddings of an unrecorded model"
         problem += f", not of {wanted!r}" if wanted else ""
-    raise ModelMismatch(f"This gallery {problem}: they cannot be compared. Re-embed it from its "
-                        "thumbnails with `python -m index reembed` (or use a new gallery).",
-                        stored=stored, wanted=wanted)
+    raise ModelMismatch(
+        f"This gallery {problem}: they cannot be compared. Re-embed it from its "
+        "thumbnails with `python -m index reembed` (or use a new gallery).",
+        stored=stored,
+        wanted=wanted,
+    )
 
 
 def check_import(stored: str | None, stored_dim: int, source: str | None, source_dim: int, *, empty: bool) -> None:
     """An export of another model (or size) goes only into an empty gallery (or replaces it)."""
     if not empty and (source != stored or source_dim != stored_dim):
-        raise ModelMismatch(f"The export holds embeddings of model {source!r}, this gallery those of "
-                            f"{stored!r}: import it into an empty gallery, then run "
-                            "`python -m index reembed` there.", stored=stored, wanted=source)
+        raise ModelMismatch(
+            f"The export holds embeddings of model {source!r}, this gallery those of "
+            f"{stored!r}: import it into an empty gallery, then run "
+            "`python -m index reembed` there.",
+            stored=stored,
+            wanted=source,
+        )
 
 
 def same_photo(candidates: list[tuple[int, np.ndarray]], vector: np.ndarray) -> int | None:
@@ -117,7 +129,7 @@ def same_photo(candidates: list[tuple[int, np.ndarray]], vector: np.ndarray) -> 
     for entry, stored in candidates:
         stored = np.asarray(stored, np.float32).reshape(-1)
         if stored.shape != vector.shape:
-            continue   # embeddings of another size: not this face
+            continue  # embeddings of another size: not this face
         distance = float(np.linalg.norm(stored - vector))
         if distance < SAME_PHOTO_DISTANCE and (best is None or (distance, -entry) < (best[0], -best[1])):
             best = (distance, int(entry))

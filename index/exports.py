@@ -22,6 +22,7 @@ made it by hand, so every part of it is checked before the gallery takes anythin
 
 A refusal is an InvalidInput that names the file, the entry and the problem.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,12 +40,12 @@ from .checks import clean_name, clean_vector
 from .errors import InvalidInput
 from .store import APPLICATION_ID, SCHEMA_VERSION, is_busy, read_only_uri
 
-MAX_IMPORT_ENTRIES = 1_000_000    # default for max_entries: refuse bigger exports before reading a row
+MAX_IMPORT_ENTRIES = 1_000_000  # default for max_entries: refuse bigger exports before reading a row
 MAX_DIM = 4096
 MAX_MODEL_ID_LENGTH = 200
-NORM_TOLERANCE = 1e-3             # an exported embedding is a float32 unit vector: |norm - 1| ~ 1e-7
-LATEST_TIME = 4102444800.0        # 2100-01-01: an enrollment time past it is not a time
-DEADLINE_S = 30.0                 # for any one statement or batch of rows
+NORM_TOLERANCE = 1e-3  # an exported embedding is a float32 unit vector: |norm - 1| ~ 1e-7
+LATEST_TIME = 4102444800.0  # 2100-01-01: an enrollment time past it is not a time
+DEADLINE_S = 30.0  # for any one statement or batch of rows
 BATCH = 256
 SQLITE_MAGIC = b"SQLite format 3\x00"
 COLUMNS = {
@@ -62,16 +63,16 @@ class Row:
     source_id: int
     name: str
     enrolled: float
-    vector: np.ndarray            # float32 unit vector
-    png: bytes | None             # re-encoded PNG, or None
+    vector: np.ndarray  # float32 unit vector
+    png: bytes | None  # re-encoded PNG, or None
 
 
 class Export:
     """An export file opened for reading and checked (file, structure, meta, size).
 
-        with Export(path, max_entries=1000) as source:
-            source.model_id, source.dim, source.count
-            for row in source.rows(): ...     # each row checked; InvalidInput at the first bad one
+    with Export(path, max_entries=1000) as source:
+        source.model_id, source.dim, source.count
+        for row in source.rows(): ...     # each row checked; InvalidInput at the first bad one
     """
 
     def __init__(self, path: str | Path, *, max_entries: int = MAX_IMPORT_ENTRIES):
@@ -115,7 +116,7 @@ class Export:
         return self._refuse(why)
 
     def _check_file(self) -> None:
-        if not self.path.is_file():   # also refuses devices, pipes and directories
+        if not self.path.is_file():  # also refuses devices, pipes and directories
             raise InvalidInput(f"{self.path} is not a file.")
         with open(self.path, "rb") as f:
             header = f.read(100)
@@ -131,12 +132,19 @@ class Export:
             raise self._refuse(f"schema version {version}; this Twin reads version {SCHEMA_VERSION}")
 
     def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=1.0, isolation_level=None,
-                               check_same_thread=False)
-        limits = {sqlite3.SQLITE_LIMIT_LENGTH: thumbs.MAX_BYTES + 4096, sqlite3.SQLITE_LIMIT_SQL_LENGTH: 100_000,
-                  sqlite3.SQLITE_LIMIT_COLUMN: 100, sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 100,
-                  sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 8, sqlite3.SQLITE_LIMIT_ATTACHED: 0,
-                  sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH: 1, sqlite3.SQLITE_LIMIT_WORKER_THREADS: 0}
+        conn = sqlite3.connect(
+            read_only_uri(self.path), uri=True, timeout=1.0, isolation_level=None, check_same_thread=False
+        )
+        limits = {
+            sqlite3.SQLITE_LIMIT_LENGTH: thumbs.MAX_BYTES + 4096,
+            sqlite3.SQLITE_LIMIT_SQL_LENGTH: 100_000,
+            sqlite3.SQLITE_LIMIT_COLUMN: 100,
+            sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 100,
+            sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 8,
+            sqlite3.SQLITE_LIMIT_ATTACHED: 0,
+            sqlite3.SQLITE_LIMIT_TRIGGER_DEPTH: 1,
+            sqlite3.SQLITE_LIMIT_WORKER_THREADS: 0,
+        }
         for category, limit in limits.items():
             conn.setlimit(category, limit)
         for pragma in ("trusted_schema = OFF", "query_only = ON", "cell_size_check = ON", "mmap_size = 0"):
@@ -152,8 +160,9 @@ class Export:
             self._deadline = math.inf
 
     def _check_tables(self) -> None:
-        objects = self._run("SELECT type, lower(name), sql FROM sqlite_master "
-                            "WHERE lower(name) IN ('meta', 'entries', 'thumbnails')")
+        objects = self._run(
+            "SELECT type, lower(name), sql FROM sqlite_master WHERE lower(name) IN ('meta', 'entries', 'thumbnails')"
+        )
         for table, columns in COLUMNS.items():
             found = [(kind, sql) for kind, name, sql in objects if name == table]
             if len(found) != 1:
@@ -179,8 +188,9 @@ class Export:
     def _read_meta(self) -> tuple[str | None, int]:
         meta = {k: v for k, v in self._run("SELECT key, value FROM meta LIMIT 1000") if isinstance(k, str)}
         model_id = meta.get("model_id")
-        if model_id is not None and (not isinstance(model_id, str) or not 0 < len(model_id) <= MAX_MODEL_ID_LENGTH
-                                     or not model_id.isprintable()):
+        if model_id is not None and (
+            not isinstance(model_id, str) or not 0 < len(model_id) <= MAX_MODEL_ID_LENGTH or not model_id.isprintable()
+        ):
             raise self._refuse("its model id is not a short line of text")
         dim = meta.get("dim")
         if dim is None:
@@ -191,10 +201,12 @@ class Export:
         return model_id, int(text)
 
     def _count(self) -> int:
-        (count,), = self._run("SELECT count(*) FROM entries")
+        ((count,),) = self._run("SELECT count(*) FROM entries")
         if count > self.max_entries:
-            raise InvalidInput(f"{self.path} holds {count:,} entries; at most {self.max_entries:,} are imported "
-                               "at once (max_entries, --max-entries). Nothing was imported.")
+            raise InvalidInput(
+                f"{self.path} holds {count:,} entries; at most {self.max_entries:,} are imported "
+                "at once (max_entries, --max-entries). Nothing was imported."
+            )
         return int(count)
 
     # -- reading ----------------------------------------------------------------------------
@@ -206,7 +218,8 @@ class Export:
         try:
             cursor = self._connection().execute(
                 f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png_column} FROM entries e "
-                "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
+                "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id"
+            )
         except sqlite3.Error as exc:
             raise self._unreadable(exc) from exc
         finally:
@@ -229,19 +242,24 @@ class Export:
                     try:
                         row = self._row(source_id, name, enrolled, model_id, blob, png)
                     except InvalidInput as exc:
-                        raise InvalidInput(f"{self.path} holds an entry the gallery refuses (entry {source_id}: "
-                                           f"{str(exc).rstrip('.')}); nothing was imported.") from exc
+                        raise InvalidInput(
+                            f"{self.path} holds an entry the gallery refuses (entry {source_id}: "
+                            f"{str(exc).rstrip('.')}); nothing was imported."
+                        ) from exc
                     yield row
         except sqlite3.Error as exc:
             raise self._unreadable(exc) from exc
         finally:
             cursor.close()
 
-    def _row(self, source_id: int, name: object, enrolled: object, model_id: object, blob: object,
-             png: object) -> Row:
+    def _row(self, source_id: int, name: object, enrolled: object, model_id: object, blob: object, png: object) -> Row:
         name = clean_name(name)
-        if isinstance(enrolled, bool) or not isinstance(enrolled, (int, float)) or not math.isfinite(enrolled) \
-                or not 0 <= enrolled <= LATEST_TIME:
+        if (
+            isinstance(enrolled, bool)
+            or not isinstance(enrolled, (int, float))
+            or not math.isfinite(enrolled)
+            or not 0 <= enrolled <= LATEST_TIME
+        ):
             raise InvalidInput(f"its enrollment time {enrolled!r:.40} is not a time")
         if model_id != self.model_id:
             raise InvalidInput(f"it was made by model {model_id!r:.60}, not the export's {self.model_id!r}")

@@ -18,7 +18,11 @@ guarantees about concurrency, durability and deleted data. Thread-safe; several 
 objects (or processes, where the store allows) may share one gallery and see each other's
 changes. Reads never wait for a writer; a change that cannot start within `busy_timeout`
 raises GalleryBusy and changes nothing.
+
+(About 390 lines: the public API, a few lines each over the store, plus the input checks that
+guard it; the storage itself is in index/store.py and index/stores/.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,7 +48,7 @@ from .stores.faiss_store import DB_NAME, DEFAULT_EMBEDDING_SIZE, DEFAULT_EXACT_L
 log = logging.getLogger(__name__)
 
 MAX_K = 1000
-DEFAULT_BUSY_TIMEOUT_S = BUSY_TIMEOUT_S   # a change waits this long for another writer, then GalleryBusy
+DEFAULT_BUSY_TIMEOUT_S = BUSY_TIMEOUT_S  # a change waits this long for another writer, then GalleryBusy
 DEFAULT_RETRY_WINDOW_S = 600.0  # enroll: the same photo under the same name within this time is a retry
 
 
@@ -103,10 +107,18 @@ class Gallery:
                     timeout (milvus_store.MilvusStore; the token comes from $TWIN_MILVUS_TOKEN).
     """
 
-    def __init__(self, directory: str | Path, model_id: str | None = None, *, threshold: float | None = None,
-                 embedding_size: int | None = None, thumbnails: bool = True,
-                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S, retry_window: float = DEFAULT_RETRY_WINDOW_S,
-                 **options: Any):
+    def __init__(
+        self,
+        directory: str | Path,
+        model_id: str | None = None,
+        *,
+        threshold: float | None = None,
+        embedding_size: int | None = None,
+        thumbnails: bool = True,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S,
+        retry_window: float = DEFAULT_RETRY_WINDOW_S,
+        **options: Any,
+    ):
         busy_timeout = _seconds(busy_timeout, "busy_timeout")
         self.retry_window = _seconds(retry_window, "retry_window")
         self.busy_timeout = busy_timeout
@@ -149,8 +161,14 @@ class Gallery:
         return f"Gallery({self.location!r}, model_id={self.model_id!r})"
 
     # -- writing ----------------------------------------------------------------------------
-    def enroll(self, name: str, embedding: np.ndarray, thumbnail: np.ndarray | bytes | None = None, *,
-               retry_window: float | None = None) -> int:
+    def enroll(
+        self,
+        name: str,
+        embedding: np.ndarray,
+        thumbnail: np.ndarray | bytes | None = None,
+        *,
+        retry_window: float | None = None,
+    ) -> int:
         """Store one face of `name`; returns its entry id. Durable when it returns.
 
         A retry is not a duplicate: when `name` already has an entry of this very face (the
@@ -222,8 +240,10 @@ class Gallery:
 
     def people(self) -> list[Person]:
         """Everyone enrolled: name, number of entries, first and last enrollment (UTC)."""
-        return sorted((Person(n, c, _when(a), _when(b)) for n, c, a, b in self.store.people()),
-                      key=lambda p: (p.name.casefold(), p.name))
+        return sorted(
+            (Person(n, c, _when(a), _when(b)) for n, c, a, b in self.store.people()),
+            key=lambda p: (p.name.casefold(), p.name),
+        )
 
     def count_people(self) -> int:
         """How many people are enrolled (len(people()) without listing them: one COUNT in SQLite;
@@ -308,17 +328,24 @@ class Gallery:
             raise GalleryError("The gallery is closed.")
 
     # -- whole-gallery moves (index/transfer.py) ----------------------------------------------
-    def reembed(self, embed: Callable[[np.ndarray], np.ndarray], model_id: str, *,
-                drop_missing: bool = False, batch_size: int = 128,
-                progress: Callable[[int, int], None] | None = None) -> int:
+    def reembed(
+        self,
+        embed: Callable[[np.ndarray], np.ndarray],
+        model_id: str,
+        *,
+        drop_missing: bool = False,
+        batch_size: int = 128,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
         """Re-embed every entry from its stored thumbnail with a new model; returns how many.
 
         embed: uint8 crops (N x H x W x 3) -> N embeddings (engine.embed_crops). Entries without
         a thumbnail cannot be re-embedded: refused, unless drop_missing deletes them. Either
         every entry moves to the new model, or none does; searches go on with the old
         embeddings until it is done."""
-        return transfer.reembed(self.store, embed, model_id, drop_missing=drop_missing, batch_size=batch_size,
-                                progress=progress)
+        return transfer.reembed(
+            self.store, embed, model_id, drop_missing=drop_missing, batch_size=batch_size, progress=progress
+        )
 
     def export(self, path: str | Path, *, thumbnails: bool = True) -> int:
         """Write the whole gallery to one file (an SQLite database); returns how many entries.
@@ -328,8 +355,7 @@ class Gallery:
         self._open_check()
         return transfer.export(self.store, path, thumbnails=thumbnails)
 
-    def import_from(self, path: str | Path, *, replace: bool = False,
-                    max_entries: int = MAX_IMPORT_ENTRIES) -> int:
+    def import_from(self, path: str | Path, *, replace: bool = False, max_entries: int = MAX_IMPORT_ENTRIES) -> int:
         """Add every entry of an exported gallery (replace=True: instead of the current ones);
         returns how many.
 
@@ -342,8 +368,9 @@ class Gallery:
         gallery refuses an export of another model (ModelMismatch); an empty one takes the
         export's model. Searches go on meanwhile."""
         self._open_check()
-        return transfer.import_from(self.store, path, replace=replace, thumbnails=self.keep_thumbnails,
-                                    max_entries=max_entries)
+        return transfer.import_from(
+            self.store, path, replace=replace, thumbnails=self.keep_thumbnails, max_entries=max_entries
+        )
 
 
 def open_gallery(location: str | Path, engine: Any = None, **options: Any) -> Gallery:

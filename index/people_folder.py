@@ -12,6 +12,7 @@ while it is read: number of members, bytes per photo, total bytes decompressed, 
 ratio (a zip bomb), and photos and people per upload. Files that are not photos, hidden files
 and anything not exactly two levels deep are skipped and counted, never fatal.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -31,9 +32,9 @@ class FolderLimits:
     max_photos: int = 200
     max_people: int = 100
     max_photo_bytes: int = 10 * 1024 * 1024
-    max_total_bytes: int = 200 * 1024 * 1024      # decompressed, for a zip
-    max_members: int = 5000                       # entries in a zip's directory, photos or not
-    max_ratio: float = 100.0                      # decompressed / compressed, per member
+    max_total_bytes: int = 200 * 1024 * 1024  # decompressed, for a zip
+    max_members: int = 5000  # entries in a zip's directory, photos or not
+    max_ratio: float = 100.0  # decompressed / compressed, per member
 
 
 @dataclass
@@ -47,7 +48,7 @@ class PersonPhotos:
 @dataclass
 class Collection:
     people: list[PersonPhotos]
-    skipped: list[tuple[str, str]] = field(default_factory=list)     # (member, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member, why)
 
     @property
     def photo_count(self) -> int:
@@ -88,13 +89,13 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
             raise InvalidInput(f"The zip holds {len(members)} entries; the limit is {limits.max_members}.")
         parts = [PurePosixPath(m.filename.replace("\\", "/")).parts for m in members]
         prefix = _common_top_folder(parts)
-        accepted: list[tuple[zipfile.ZipInfo, str, str]] = []       # (member, person, label)
+        accepted: list[tuple[zipfile.ZipInfo, str, str]] = []  # (member, person, label)
         skipped: list[tuple[str, str]] = []
         total = 0
         for member, member_parts in zip(members, parts):
             if member.is_dir():
                 continue
-            rel = member_parts[len(prefix):]
+            rel = member_parts[len(prefix) :]
             label = "/".join(rel) or member.filename
             why = None
             if len(rel) != 2 or any(p in ("", ".", "..") or p.startswith(".") for p in rel):
@@ -118,7 +119,7 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
         if len(people) > limits.max_people or len(accepted) > limits.max_photos:
             _bounded(Collection(list(people.values()), skipped), limits, counting_only=True)
             raise InvalidInput(f"The zip has {len(accepted)} photos; the limit is {limits.max_photos} at a time.")
-        for member, person, label in accepted:          # only now is anything decompressed
+        for member, person, label in accepted:  # only now is anything decompressed
             people[person].photos.append((label, _read_member(archive, member, limits.max_photo_bytes)))
         for person_photos in people.values():
             person_photos.photos.sort(key=lambda item: item[0])
@@ -156,6 +157,7 @@ def _bounded(collection: Collection, limits: FolderLimits, counting_only: bool =
     if people > limits.max_people:
         raise InvalidInput(f"The collection has {people} people; the limit is {limits.max_people} at a time.")
     if not counting_only and collection.photo_count > limits.max_photos:
-        raise InvalidInput(f"The collection has {collection.photo_count} photos; the limit is "
-                           f"{limits.max_photos} at a time.")
+        raise InvalidInput(
+            f"The collection has {collection.photo_count} photos; the limit is {limits.max_photos} at a time."
+        )
     return collection

@@ -19,6 +19,7 @@ index/stores/faiss_store.py, calls it; exports.py reads foreign export files wit
 guarded SQL). It is a little over 350 lines for that reason: one place to read for the schema,
 the locking and every query.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,11 +37,11 @@ from .errors import GalleryBusy, GalleryCorrupt, GalleryError
 
 log = logging.getLogger(__name__)
 
-APPLICATION_ID = 0x5457494E   # "TWIN" in the SQLite header: marks gallery files and exports
+APPLICATION_ID = 0x5457494E  # "TWIN" in the SQLite header: marks gallery files and exports
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_S = 5.0          # how long a change waits for another writer before GalleryBusy
-CHECKPOINT_TIMEOUT_S = 2.0    # how long a checkpoint after a deletion waits for readers
-_BUSY_CODES = (5, 6)          # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+BUSY_TIMEOUT_S = 5.0  # how long a change waits for another writer before GalleryBusy
+CHECKPOINT_TIMEOUT_S = 2.0  # how long a checkpoint after a deletion waits for readers
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -105,11 +106,17 @@ class Store:
         self.timeout = float(timeout)
         try:
             if readonly:
-                self.conn = sqlite3.connect(read_only_uri(self.path), uri=True, timeout=self.timeout,
-                                            isolation_level=None, check_same_thread=False)
+                self.conn = sqlite3.connect(
+                    read_only_uri(self.path),
+                    uri=True,
+                    timeout=self.timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
             else:
-                self.conn = sqlite3.connect(self.path, timeout=self.timeout,
-                                            isolation_level=None, check_same_thread=False)
+                self.conn = sqlite3.connect(
+                    self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+                )
             self.conn.execute("PRAGMA foreign_keys = ON")
             self.conn.execute("PRAGMA secure_delete = ON")
             if not readonly:
@@ -147,7 +154,7 @@ class Store:
                 conn.execute("PRAGMA auto_vacuum = FULL")  # only takes effect before the first table
         self._use_wal()
         if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
-            return   # an existing gallery: no write needed to open it
+            return  # an existing gallery: no write needed to open it
         with self.transaction():
             if conn.execute("PRAGMA application_id").fetchone()[0] not in (0, APPLICATION_ID):
                 raise GalleryCorrupt(f"{self.path} is an SQLite database of some other program.")
@@ -158,8 +165,10 @@ class Store:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                                 [("epoch", new_epoch()), ("created", repr(time.time()))])
+                conn.executemany(
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                    [("epoch", new_epoch()), ("created", repr(time.time()))],
+                )
 
     def _use_wal(self) -> None:
         """Switch the file to WAL (once; it is stored in the file). When another program holds
@@ -176,17 +185,22 @@ class Store:
                 raise
             mode = "busy"
         if mode != "wal":
-            log.warning("%s stays in rollback-journal mode for now (%s): readers may wait for writers.",
-                        self.path, mode)
+            log.warning(
+                "%s stays in rollback-journal mode for now (%s): readers may wait for writers.", self.path, mode
+            )
 
     def _check(self) -> None:
-        app, version = (self.conn.execute("PRAGMA application_id").fetchone()[0],
-                        self.conn.execute("PRAGMA user_version").fetchone()[0])
+        app, version = (
+            self.conn.execute("PRAGMA application_id").fetchone()[0],
+            self.conn.execute("PRAGMA user_version").fetchone()[0],
+        )
         if app != APPLICATION_ID:
             raise GalleryCorrupt(f"{self.path} is not a Twin gallery.")
         if version > SCHEMA_VERSION:
-            raise GalleryError(f"{self.path} was written by a newer version of Twin (schema {version}); "
-                               f"this one reads schema {SCHEMA_VERSION}.")
+            raise GalleryError(
+                f"{self.path} was written by a newer version of Twin (schema {version}); "
+                f"this one reads schema {SCHEMA_VERSION}."
+            )
 
     # -- transactions -----------------------------------------------------------------------
     @contextmanager
@@ -241,15 +255,26 @@ class Store:
         return dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
 
     def set_meta(self, **values: Any) -> None:
-        self.conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
-                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                              [(k, None if v is None else str(v)) for k, v in values.items()])
+        self.conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [(k, None if v is None else str(v)) for k, v in values.items()],
+        )
 
     # -- entries ----------------------------------------------------------------------------
-    def insert(self, name: str, enrolled: float, model_id: str | None, embedding: bytes,
-               png: bytes | None, *, entry_id: int | None = None) -> int:
-        cur = self.conn.execute("INSERT INTO entries (id, name, enrolled, model_id, embedding) VALUES (?, ?, ?, ?, ?)",
-                                (entry_id, name, enrolled, model_id, embedding))
+    def insert(
+        self,
+        name: str,
+        enrolled: float,
+        model_id: str | None,
+        embedding: bytes,
+        png: bytes | None,
+        *,
+        entry_id: int | None = None,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO entries (id, name, enrolled, model_id, embedding) VALUES (?, ?, ?, ?, ?)",
+            (entry_id, name, enrolled, model_id, embedding),
+        )
         new_id = int(cur.lastrowid or 0)
         if png is not None:
             self.conn.execute("INSERT INTO thumbnails (entry_id, png) VALUES (?, ?)", (new_id, png))
@@ -267,21 +292,24 @@ class Store:
         rows = self.conn.execute("SELECT id FROM entries ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def vectors(self, dim: int, *, ids: np.ndarray | None = None, after: int | None = None,
-                chunk: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(
+        self, dim: int, *, ids: np.ndarray | None = None, after: int | None = None, chunk: int = 50_000
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(ids, embeddings) of all entries, of the given ids, or of those with id > after."""
         if ids is not None:
             found_ids, blobs = [], []
             wanted = [int(i) for i in ids]
             for start in range(0, len(wanted), 500):
-                part = wanted[start:start + 500]
-                rows = self.conn.execute(f"SELECT id, embedding FROM entries WHERE id IN ({','.join('?' * len(part))})",
-                                         part).fetchall()
+                part = wanted[start : start + 500]
+                rows = self.conn.execute(
+                    f"SELECT id, embedding FROM entries WHERE id IN ({','.join('?' * len(part))})", part
+                ).fetchall()
                 found_ids += [r[0] for r in rows]
                 blobs += [r[1] for r in rows]
             return np.asarray(found_ids, np.int64), vectors_from(blobs, dim)
-        cur = self.conn.execute("SELECT id, embedding FROM entries WHERE id > ? ORDER BY id",
-                                (-1 if after is None else int(after),))
+        cur = self.conn.execute(
+            "SELECT id, embedding FROM entries WHERE id > ? ORDER BY id", (-1 if after is None else int(after),)
+        )
         id_parts, vec_parts = [], []
         while rows := cur.fetchmany(chunk):
             id_parts.append(np.fromiter((r[0] for r in rows), np.int64, count=len(rows)))
@@ -293,8 +321,9 @@ class Store:
     def names(self, ids: list[int]) -> dict[int, str]:
         if not ids:
             return {}
-        rows = self.conn.execute(f"SELECT id, name FROM entries WHERE id IN ({','.join('?' * len(ids))})",
-                                 [int(i) for i in ids]).fetchall()
+        rows = self.conn.execute(
+            f"SELECT id, name FROM entries WHERE id IN ({','.join('?' * len(ids))})", [int(i) for i in ids]
+        ).fetchall()
         return dict(rows)
 
     def count_people(self) -> int:
@@ -302,21 +331,26 @@ class Store:
         return int(self.conn.execute("SELECT count(DISTINCT name) FROM entries").fetchone()[0])
 
     def people(self) -> list[tuple[str, int, float, float]]:
-        return self.conn.execute("SELECT name, count(*), min(enrolled), max(enrolled) FROM entries "
-                                 "GROUP BY name").fetchall()
+        return self.conn.execute(
+            "SELECT name, count(*), min(enrolled), max(enrolled) FROM entries GROUP BY name"
+        ).fetchall()
 
     def entries(self, name: str | None = None) -> list[tuple[int, str, float, str | None, int]]:
-        sql = ("SELECT e.id, e.name, e.enrolled, e.model_id, t.entry_id IS NOT NULL FROM entries e "
-               "LEFT JOIN thumbnails t ON t.entry_id = e.id")
+        sql = (
+            "SELECT e.id, e.name, e.enrolled, e.model_id, t.entry_id IS NOT NULL FROM entries e "
+            "LEFT JOIN thumbnails t ON t.entry_id = e.id"
+        )
         if name is None:
             return self.conn.execute(sql + " ORDER BY e.id").fetchall()
         return self.conn.execute(sql + " WHERE e.name = ? ORDER BY e.id", (name,)).fetchall()
 
     def recent(self, name: str, since: float, model_id: str | None, limit: int = 1000) -> list[tuple[int, bytes]]:
         """(id, embedding) of `name`'s entries of this model enrolled at or after `since`, newest first."""
-        return self.conn.execute("SELECT id, embedding FROM entries WHERE name = ? AND enrolled >= ? "
-                                 "AND model_id IS ? ORDER BY id DESC LIMIT ?",
-                                 (name, float(since), model_id, int(limit))).fetchall()
+        return self.conn.execute(
+            "SELECT id, embedding FROM entries WHERE name = ? AND enrolled >= ? "
+            "AND model_id IS ? ORDER BY id DESC LIMIT ?",
+            (name, float(since), model_id, int(limit)),
+        ).fetchall()
 
     def owner(self, entry_id: int) -> str | None:
         row = self.conn.execute("SELECT name FROM entries WHERE id = ?", (int(entry_id),)).fetchone()
@@ -342,13 +376,15 @@ class Store:
         ones are found cheaply: ids only grow)."""
         removed = 0
         for start in range(0, len(ids), 500):
-            part = [int(i) for i in ids[start:start + 500]]
+            part = [int(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(part))
             self.conn.execute(f"DELETE FROM thumbnails WHERE entry_id IN ({marks})", part)
             removed += self.conn.execute(f"DELETE FROM entries WHERE id IN ({marks})", part).rowcount
         if removed:
-            self.conn.execute("INSERT INTO meta (key, value) VALUES ('removals', '1') ON CONFLICT (key) "
-                              "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)")
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('removals', '1') ON CONFLICT (key) "
+                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+            )
         return removed
 
     def rename(self, old: str, new: str) -> int:
@@ -359,8 +395,12 @@ class Store:
 
     # -- re-embedding and export --------------------------------------------------------------
     def without_thumbnail(self) -> list[int]:
-        return [r[0] for r in self.conn.execute(
-            "SELECT id FROM entries WHERE id NOT IN (SELECT entry_id FROM thumbnails) ORDER BY id")]
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM entries WHERE id NOT IN (SELECT entry_id FROM thumbnails) ORDER BY id"
+            )
+        ]
 
     def thumbnail_batches(self, size: int) -> Iterator[list[tuple[int, bytes]]]:
         """(entry id, png) of every entry with a thumbnail, oldest first, `size` at a time."""
@@ -370,14 +410,18 @@ class Store:
 
     def set_embeddings(self, model_id: str, updates: list[tuple[int, bytes]]) -> None:
         """(Inside a write transaction.) New embeddings (entry id, bytes), all of `model_id`."""
-        self.conn.executemany("UPDATE entries SET embedding = ?, model_id = ? WHERE id = ?",
-                              [(blob, model_id, int(i)) for i, blob in updates])
+        self.conn.executemany(
+            "UPDATE entries SET embedding = ?, model_id = ? WHERE id = ?",
+            [(blob, model_id, int(i)) for i, blob in updates],
+        )
 
     def rows(self, *, thumbnails: bool, chunk: int = 256) -> Iterator[tuple]:
         """(id, name, enrolled, model_id, embedding bytes, png or None) of every entry, oldest first."""
         png = "t.png" if thumbnails else "NULL"
-        cursor = self.conn.execute(f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png} FROM entries e "
-                                   "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id")
+        cursor = self.conn.execute(
+            f"SELECT e.id, e.name, e.enrolled, e.model_id, e.embedding, {png} FROM entries e "
+            "LEFT JOIN thumbnails t ON t.entry_id = e.id ORDER BY e.id"
+        )
         while batch := cursor.fetchmany(chunk):
             yield from batch
 

@@ -6,6 +6,7 @@ The same checks guard every way in and out: `encode` (enroll, import), `check` (
 `Gallery.thumbnail` hands out) and `decode` (re-embedding): the declared size is checked
 before a pixel is decompressed, so a decompression bomb or a 9000 x 9000 image costs nothing.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,17 +18,26 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidInput
 
-MAX_SIDE = 512          # an aligned crop is 112 x 112; anything much bigger is not a thumbnail
+MAX_SIDE = 512  # an aligned crop is 112 x 112; anything much bigger is not a thumbnail
 MIN_SIDE = 8
 MAX_BYTES = 4 << 20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_COMPRESS_LEVEL = 1  # 1 ms a 112 x 112 crop (level 6: 4 ms, 10% smaller): an import re-encodes every one
-_UNREADABLE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
-               Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError)
+_UNREADABLE = (
+    UnidentifiedImageError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    IndexError,
+    TypeError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    MemoryError,
+)
 
 
-def encode(thumbnail: np.ndarray | bytes | bytearray | memoryview, *,
-           formats: Iterable[str] | None = None) -> bytes:
+def encode(thumbnail: np.ndarray | bytes | bytearray | memoryview, *, formats: Iterable[str] | None = None) -> bytes:
     """A uint8 array (H x W x 3 RGB, or H x W grey) or encoded image bytes -> PNG bytes.
 
     formats: the image formats accepted for bytes (e.g. ("PNG",) for an import); None: any
@@ -86,8 +96,9 @@ def _pixels(data: bytes, formats: Iterable[str] | None) -> np.ndarray:
     except InvalidInput:
         raise
     except _UNREADABLE as exc:
-        raise InvalidInput("The thumbnail bytes are not a readable image"
-                           + (f" ({' or '.join(allowed)})" if allowed else "") + ".") from exc
+        raise InvalidInput(
+            "The thumbnail bytes are not a readable image" + (f" ({' or '.join(allowed)})" if allowed else "") + "."
+        ) from exc
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
         raise InvalidInput("The thumbnail bytes are not a readable image.")
     return array
@@ -95,5 +106,7 @@ def _pixels(data: bytes, formats: Iterable[str] | None) -> np.ndarray:
 
 def _check_side(width: int, height: int) -> None:
     if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
-        raise InvalidInput(f"A thumbnail must be between {MIN_SIDE} and {MAX_SIDE} pixels a side, "
-                           f"not {width} x {height}: pass the aligned face crop.")
+        raise InvalidInput(
+            f"A thumbnail must be between {MIN_SIDE} and {MAX_SIDE} pixels a side, "
+            f"not {width} x {height}: pass the aligned face crop."
+        )

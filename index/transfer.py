@@ -6,6 +6,7 @@ Re-embedding uses the thumbnail kept with each entry: the aligned crop, which th
 embeds exactly as FaceEngine.faces would have (same crop, same flip averaging), so a gallery
 moves to new weights without anyone being photographed again.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -39,19 +40,33 @@ def export(store: VectorStore, path: str | Path, *, thumbnails: bool = True) -> 
     return count
 
 
-def import_from(store: VectorStore, path: str | Path, *, replace: bool = False, thumbnails: bool = True,
-                max_entries: int = MAX_IMPORT_ENTRIES) -> int:
+def import_from(
+    store: VectorStore,
+    path: str | Path,
+    *,
+    replace: bool = False,
+    thumbnails: bool = True,
+    max_entries: int = MAX_IMPORT_ENTRIES,
+) -> int:
     """Add every entry of an export (replace: instead of the current ones); returns how many.
     All or nothing (see each store for how); InvalidInput names the first problem."""
     with Export(path, max_entries=max_entries) as source:
-        rows: Iterator[Row] = ((r.source_id, r.name, r.enrolled, source.model_id, r.vector, r.png)
-                               for r in source.rows(thumbnails=thumbnails))
+        rows: Iterator[Row] = (
+            (r.source_id, r.name, r.enrolled, source.model_id, r.vector, r.png)
+            for r in source.rows(thumbnails=thumbnails)
+        )
         return store.import_rows(source.model_id, source.dim, rows, replace=replace)
 
 
-def reembed(store: VectorStore, embed: Callable[[np.ndarray], np.ndarray], model_id: str, *,
-            drop_missing: bool = False, batch_size: int = 128,
-            progress: Callable[[int, int], None] | None = None) -> int:
+def reembed(
+    store: VectorStore,
+    embed: Callable[[np.ndarray], np.ndarray],
+    model_id: str,
+    *,
+    drop_missing: bool = False,
+    batch_size: int = 128,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
     """Re-embed every entry from its thumbnail; returns how many. embed: uint8 crops
     (N x H x W x 3) -> N embeddings (engine.embed_crops). Entries without a thumbnail are
     refused unless drop_missing deletes them. Either every entry moves to the new model, or
@@ -61,8 +76,10 @@ def reembed(store: VectorStore, embed: Callable[[np.ndarray], np.ndarray], model
     with store.reembedding(model_id) as job:
         missing = job.without_thumbnail
         if missing and not drop_missing:
-            raise GalleryError(f"{len(missing)} of {job.total} entries have no thumbnail and cannot be "
-                               "re-embedded: re-enroll them, or drop them (drop_missing=True, --drop-missing).")
+            raise GalleryError(
+                f"{len(missing)} of {job.total} entries have no thumbnail and cannot be "
+                "re-embedded: re-enroll them, or drop them (drop_missing=True, --drop-missing)."
+            )
         done, dim = 0, None
         for rows in job.thumbnails(batch_size):
             groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
@@ -70,8 +87,9 @@ def reembed(store: VectorStore, embed: Callable[[np.ndarray], np.ndarray], model
                 try:
                     crop = thumbs.decode(png)
                 except InvalidInput as exc:
-                    raise GalleryError(f"The thumbnail of entry {entry_id} is unusable ({exc}): remove "
-                                       "that entry, then re-embed.") from exc
+                    raise GalleryError(
+                        f"The thumbnail of entry {entry_id} is unusable ({exc}): remove that entry, then re-embed."
+                    ) from exc
                 groups.setdefault(crop.shape, []).append((entry_id, crop))
             for members in groups.values():
                 vectors = np.asarray(embed(np.stack([c for _, c in members])))

@@ -12,6 +12,7 @@ The index is a cache of SQLite: it is saved to one file (FAISS payload + a JSON 
 a SHA-256 of the payload), written to a temporary file, fsynced and renamed into place, and
 refused on load when anything about it does not check out. The caller then rebuilds it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,12 +30,12 @@ import numpy as np
 
 MAGIC = b"TWINVEC1"
 FORMAT = 1
-TRAIN_PER_LIST = 40          # k-means wants >= 39 points per centroid
+TRAIN_PER_LIST = 40  # k-means wants >= 39 points per centroid
 TRAIN_ITERATIONS = 10
-LISTS_PER_SQRT_N = 4         # nlist ~ 4 sqrt(n), rounded down to a power of two
-PROBE_FRACTION = 1 / 8       # nprobe = nlist / 8, at least 128 lists: recall@1 >= 0.99 on near
-MIN_NPROBE = 128             # queries at 100k..1M uniform vectors (bench/index_scale.py; nlist/12
-                             # measured 0.986 at 1M)
+LISTS_PER_SQRT_N = 4  # nlist ~ 4 sqrt(n), rounded down to a power of two
+PROBE_FRACTION = 1 / 8  # nprobe = nlist / 8, at least 128 lists: recall@1 >= 0.99 on near
+MIN_NPROBE = 128  # queries at 100k..1M uniform vectors (bench/index_scale.py; nlist/12
+# measured 0.986 at 1M)
 
 
 class IndexFileError(Exception):
@@ -71,12 +72,21 @@ class VectorIndex:
     kind: str
     dim: int
     index: Any
-    trained_on: int = 0      # IVF: how many vectors the coarse quantiser was trained on
+    trained_on: int = 0  # IVF: how many vectors the coarse quantiser was trained on
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def build(cls, kind: str, dim: int, ids: np.ndarray, vectors: np.ndarray, *,
-              nlist: int | None = None, nprobe: int | None = None, seed: int = 1234) -> VectorIndex:
+    def build(
+        cls,
+        kind: str,
+        dim: int,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        *,
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        seed: int = 1234,
+    ) -> VectorIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, dim)
         if kind == "flat":
@@ -89,7 +99,7 @@ class VectorIndex:
             ivf.cp.spherical = True
             ivf.cp.niter = TRAIN_ITERATIONS
             ivf.cp.seed = seed
-            ivf.cp.min_points_per_centroid = 1   # small galleries: few points per list is fine
+            ivf.cp.min_points_per_centroid = 1  # small galleries: few points per list is fine
             sample = vectors
             if len(vectors) > nlist * TRAIN_PER_LIST:
                 pick = np.random.default_rng(seed).choice(len(vectors), nlist * TRAIN_PER_LIST, replace=False)
@@ -138,8 +148,11 @@ class VectorIndex:
         if self.kind == "flat":
             return faiss.vector_to_array(self.index.id_map).astype(np.int64)
         lists = self.index.invlists
-        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                 for i in range(self.index.nlist) if lists.list_size(i)]
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+            for i in range(self.index.nlist)
+            if lists.list_size(i)
+        ]
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +173,7 @@ class VectorIndex:
         digest, size = hashlib.sha256(), 0
         try:
             with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+
                 def write(chunk: bytes) -> int:
                     nonlocal size
                     digest.update(chunk)
@@ -170,9 +184,18 @@ class VectorIndex:
                 writer = faiss.PyCallbackIOWriter(write)
                 faiss.write_index(self.index, writer)
                 del writer  # flushes its buffer
-                trailer = json.dumps({**stamp, "format": FORMAT, "kind": self.kind, "dim": self.dim,
-                                      "count": len(self), "trained_on": self.trained_on,
-                                      "payload_bytes": size, "sha256": digest.hexdigest()}).encode()
+                trailer = json.dumps(
+                    {
+                        **stamp,
+                        "format": FORMAT,
+                        "kind": self.kind,
+                        "dim": self.dim,
+                        "count": len(self),
+                        "trained_on": self.trained_on,
+                        "payload_bytes": size,
+                        "sha256": digest.hexdigest(),
+                    }
+                ).encode()
                 f.write(trailer + struct.pack("<Q", len(trailer)) + MAGIC)
                 f.flush()
                 os.fsync(f.fileno())
@@ -202,8 +225,11 @@ class VectorIndex:
                     stamp = json.loads(f.read(trailer_size))
                 except ValueError as exc:
                     raise IndexFileError("the index file's stamp is damaged") from exc
-                if not isinstance(stamp, dict) or stamp.get("format") != FORMAT \
-                        or stamp.get("payload_bytes") != payload_size:
+                if (
+                    not isinstance(stamp, dict)
+                    or stamp.get("format") != FORMAT
+                    or stamp.get("payload_bytes") != payload_size
+                ):
                     raise IndexFileError("the index file's stamp does not match its contents")
                 f.seek(0)
                 digest, left = hashlib.sha256(), payload_size
@@ -237,9 +263,13 @@ class VectorIndex:
             raise IndexFileError(f"the index file does not parse: {str(exc).splitlines()[0][:200]}") from exc
         kind, dim = str(stamp.get("kind")), stamp.get("dim")
         expected = {"flat": faiss.IndexIDMap2, "ivf": faiss.IndexIVFFlat}.get(kind)
-        if expected is None or not isinstance(index, expected) or index.d != dim \
-                or index.ntotal != stamp.get("count") \
-                or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        if (
+            expected is None
+            or not isinstance(index, expected)
+            or index.d != dim
+            or index.ntotal != stamp.get("count")
+            or index.metric_type != faiss.METRIC_INNER_PRODUCT
+        ):
             raise IndexFileError("the index file's contents do not match its stamp")
         return cls(kind, int(dim), index, int(stamp.get("trained_on") or 0)), stamp
 

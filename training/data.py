@@ -12,6 +12,7 @@ under `.cache/teacher/`, one file per crop cache file, named after a hash of tha
 bytes: a rebuilt crop cache gets new targets. Reading them needs only numpy (this module
 never imports the teacher or dlib); `load_teacher_targets` matches them row by row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teach
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 #: Typical landmark positions in a 250 x 250 LFW frame, used only when no face is detected
 #: in an evaluation photo (the pair must still be scored; the miss is counted and reported).
-LFW_FALLBACK_LANDMARKS = np.array([[106.0, 113.0], [144.0, 113.0], [125.0, 137.0],
-                                   [109.0, 160.0], [141.0, 160.0]], dtype=np.float32)
+LFW_FALLBACK_LANDMARKS = np.array(
+    [[106.0, 113.0], [144.0, 113.0], [125.0, 137.0], [109.0, 160.0], [141.0, 160.0]], dtype=np.float32
+)
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,11 @@ def known_sets(data_dir: Path = DATA_DIR) -> dict[str, FolderSet]:
 class CropSet:
     """Cached aligned crops of one folder set: crops[i] shows person names[labels[i]]."""
 
-    crops: np.ndarray       # N x 112 x 112 x 3 uint8
-    labels: np.ndarray      # N int64, index into names
+    crops: np.ndarray  # N x 112 x 112 x 3 uint8
+    labels: np.ndarray  # N int64, index into names
     names: list[str]
-    paths: list[str]        # relative to the set's root
-    found: np.ndarray       # N bool: False where the fixed fallback alignment was used
+    paths: list[str]  # relative to the set's root
+    found: np.ndarray  # N bool: False where the fixed fallback alignment was used
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -102,9 +104,18 @@ DETECTOR_POLICY = {"min_face_size": MIN_FACE_SIZE, "min_score": 0.9, "thresholds
 
 def cache_path(folder: FolderSet, files: Sequence[tuple[str, Path]]) -> Path:
     """Where this set's crops live; the name changes when alignment, policy or files change."""
-    digest = hashlib.sha256(json.dumps([ALIGNMENT_VERSION, DETECTOR_POLICY, folder.pad, folder.pick,
-                                        folder.fallback is not None,
-                                        [str(p.relative_to(folder.root)) for _, p in files]]).encode())
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                ALIGNMENT_VERSION,
+                DETECTOR_POLICY,
+                folder.pad,
+                folder.pick,
+                folder.fallback is not None,
+                [str(p.relative_to(folder.root)) for _, p in files],
+            ]
+        ).encode()
+    )
     return CACHE_DIR / f"{folder.name}-{digest.hexdigest()[:12]}.npz"
 
 
@@ -124,8 +135,14 @@ def load_crops(folder: FolderSet, workers: int = 1, progress: bool = True) -> Cr
     result = CropSet(crops[keep], labels[keep], names, [r for r, k in zip(rel, keep) if k], found[keep])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, crops=result.crops, labels=result.labels, names=np.array(names),
-             paths=np.array(result.paths), found=result.found)
+    np.savez(
+        tmp,
+        crops=result.crops,
+        labels=result.labels,
+        names=np.array(names),
+        paths=np.array(result.paths),
+        found=result.found,
+    )
     os.replace(tmp, path)
     return result
 
@@ -136,6 +153,7 @@ def _detect_and_align(folder: FolderSet, paths: list[Path], workers: int, progre
         parts = [_align_chunk(folder, paths, progress)]
     else:
         import multiprocessing as mp
+
         with mp.get_context("spawn").Pool(workers) as pool:
             parts = pool.starmap(_align_chunk, [(folder, c, progress and i == 0) for i, c in enumerate(chunks)])
     crops = np.zeros((len(paths), CROP_SIZE, CROP_SIZE, 3), np.uint8)
@@ -151,9 +169,13 @@ def _align_chunk(folder: FolderSet, paths: list[Path], progress: bool):
     from tqdm import tqdm
 
     from engine.images import load_image
+
     torch.set_num_threads(1)
-    detector = FaceDetector(min_face_size=DETECTOR_POLICY["min_face_size"], min_score=DETECTOR_POLICY["retry_score"],
-                            thresholds=DETECTOR_POLICY["thresholds"])
+    detector = FaceDetector(
+        min_face_size=DETECTOR_POLICY["min_face_size"],
+        min_score=DETECTOR_POLICY["retry_score"],
+        thresholds=DETECTOR_POLICY["thresholds"],
+    )
     crops = np.zeros((len(paths), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     found = np.zeros(len(paths), bool)
     for i, path in enumerate(tqdm(paths, desc=folder.name, disable=not progress, mininterval=5)):
@@ -176,6 +198,7 @@ def _align_chunk(folder: FolderSet, paths: list[Path], progress: bool):
 
 
 # -- teacher targets (written by training/teacher.py, read by training) -----------------------
+
 
 def file_digest(path: Path, memo: Path | None = None) -> str:
     """sha256 of a file's bytes (first 16 hex digits); memoised by (name, size, mtime)."""
@@ -245,7 +268,8 @@ def load_teacher_targets(folder: FolderSet, crops: CropSet | None = None, kind: 
         raise TeacherTargetsMissing(
             f"distillation needs the teacher's targets for {folder.name}, expected at {path} (for the crop cache "
             f"{crop_file.name}); build them with `make teacher` (dlib in .venv-bench, see requirements-bench.txt), "
-            f"or train without distillation (distill_weight = relational_weight = 0)")
+            f"or train without distillation (distill_weight = relational_weight = 0)"
+        )
     with np.load(path, allow_pickle=False) as z:
         if kind not in z.files:
             raise KeyError(f"{path} has no {kind!r} targets (has {z.files})")
@@ -261,6 +285,7 @@ def load_teacher_targets(folder: FolderSet, crops: CropSet | None = None, kind: 
 
 
 # -- training-time helpers ---------------------------------------------------------------------
+
 
 def merge(sets: Sequence[CropSet]) -> CropSet:
     """Concatenate crop sets; identities of different sets stay distinct."""
@@ -328,14 +353,14 @@ class Augment:
     """Batched augmentation on aligned crops, on tensors (fast enough to run beside training)."""
 
     flip: float = 0.5
-    scale: float = 0.1          # +-10% zoom
-    rotate: float = 10.0        # +-degrees
-    shift: float = 0.06         # +-fraction of the crop
+    scale: float = 0.1  # +-10% zoom
+    rotate: float = 10.0  # +-degrees
+    shift: float = 0.06  # +-fraction of the crop
     brightness: float = 0.3
     contrast: float = 0.3
     saturation: float = 0.3
     grey: float = 0.2
-    blur: float = 0.2           # probability of a low-resolution / blur pass
+    blur: float = 0.2  # probability of a low-resolution / blur pass
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: N x 3 x H x W float 0..255 -> augmented, same shape."""
@@ -383,8 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sets = known_sets()
     for name in args.sets:
         crops = load_crops(sets[name], workers=args.workers)
-        print(f"{name}: {len(crops)} crops, {len(crops.names)} people, "
-              f"{int((~crops.found).sum())} without a detected face", flush=True)
+        print(
+            f"{name}: {len(crops)} crops, {len(crops.names)} people, "
+            f"{int((~crops.found).sum())} without a detected face",
+            flush=True,
+        )
     return 0
 
 

@@ -8,6 +8,7 @@ nine and tested on it; mean +- std. The shipped threshold is fitted on View 1 (p
 pairsDevTest) only, and its accuracy reported on View 2. The 0..1 similarity is a logistic fit
 of P(same | distance) on View 1. LFW is never used for training or model selection.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,19 +30,19 @@ RESULTS = ROOT / "bench" / "results"
 #: What the model card says of the teacher when the weights were trained with distillation.
 TEACHER_CARD = {
     "model": "dlib's ResNet face encoder (dlib_face_recognition_resnet_model_v1, from the face_recognition_models "
-             "package), by Davis King",
+    "package), by Davis King",
     "licence": "public domain or CC0 1.0 Universal (dlib-models, Davis King); the face_recognition_models package "
-               "that ships it: MIT",
+    "that ships it: MIT",
     "use": "training only: its embeddings of the training photos (training/teacher.py) were soft targets for the "
-           "distillation terms; it is not part of these weights, and the engine never runs it",
+    "distillation terms; it is not part of these weights, and the engine never runs it",
     "its_training_data": "about 3M faces of 7,485 people (VGG, FaceScrub and web photos), LFW identities excluded "
-                         "by its author",
+    "by its author",
 }
 
 
 @dataclass
 class Pair:
-    a: str      # path relative to the LFW root: Name/Name_0001.jpg
+    a: str  # path relative to the LFW root: Name/Name_0001.jpg
     b: str
     same: bool
 
@@ -87,6 +88,7 @@ def ten_fold_accuracy(distances: np.ndarray, same: np.ndarray, folds: Sequence[n
 def fit_calibration(distances: np.ndarray, same: np.ndarray) -> dict[str, float]:
     """Logistic P(same | d) = 1 / (1 + exp(slope * (d - midpoint)))."""
     from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=1e4).fit(distances.reshape(-1, 1), same.astype(int))
     w, b = float(model.coef_[0, 0]), float(model.intercept_[0])
     return {"slope": -w, "midpoint": -b / w}
@@ -101,6 +103,7 @@ def pair_distances(embeddings: dict[str, np.ndarray], pairs: Sequence[Pair]) -> 
 def evaluate(engine, lfw_dir: Path, plots: Path | None = RESULTS) -> dict[str, Any]:
     """All LFW figures for one engine (its model, flip-averaged embeddings, as the product runs)."""
     from .data import known_sets, load_crops
+
     crops = load_crops(known_sets(lfw_dir.parent)["lfw"])
     view1 = parse_pairs(lfw_dir / "pairsDevTrain.txt") + parse_pairs(lfw_dir / "pairsDevTest.txt")
     view2 = parse_pairs(lfw_dir / "pairs.txt")
@@ -108,8 +111,9 @@ def evaluate(engine, lfw_dir: Path, plots: Path | None = RESULTS) -> dict[str, A
     index = crops.index_of()
     missing = [p for p in needed if p not in index]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} LFW photos of the pairs files are not in the crop cache, "
-                                f"e.g. {missing[:3]}")
+        raise FileNotFoundError(
+            f"{len(missing)} LFW photos of the pairs files are not in the crop cache, e.g. {missing[:3]}"
+        )
     rows = np.array([index[p] for p in needed])
     vectors = engine.embed_crops(crops.crops[rows])
     embeddings = dict(zip(needed, vectors))
@@ -143,8 +147,10 @@ def evaluate(engine, lfw_dir: Path, plots: Path | None = RESULTS) -> dict[str, A
 def plot(distances: np.ndarray, same: np.ndarray, threshold: float, out_dir: Path) -> None:
     """ROC curve (log false-accept axis) and same/different distance histograms, as PNG."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     out_dir.mkdir(parents=True, exist_ok=True)
     far, tar, _ = roc(distances, same)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
@@ -172,9 +178,11 @@ def plot(distances: np.ndarray, same: np.ndarray, threshold: float, out_dir: Pat
     plt.close(fig)
 
 
-INTENDED_USE = ("Research and demonstration of one-shot face verification and identification. Not for decisions "
-                "about people. Verification accuracy on LFW and the false-alarm rates of identification are in the "
-                "card's figures; both fall with small, blurred, dark or turned faces.")
+INTENDED_USE = (
+    "Research and demonstration of one-shot face verification and identification. Not for decisions "
+    "about people. Verification accuracy on LFW and the false-alarm rates of identification are in the "
+    "card's figures; both fall with small, blurred, dark or turned faces."
+)
 
 
 def _recipe_text(name: str | None) -> dict[str, Any] | None:
@@ -182,6 +190,7 @@ def _recipe_text(name: str | None) -> dict[str, Any] | None:
     if not name:
         return None
     from .recipes import recipe_path
+
     try:
         return json.loads(recipe_path(name).read_text())
     except (OSError, ValueError):
@@ -196,23 +205,46 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "model_id": result["model_id"],
         "architecture": config.get("model", {}),
         "input": "MTCNN (facenet-pytorch) 5 landmarks -> similarity transform onto the 112x112 template -> "
-                 f"resized to {config.get('model', {}).get('input_size', '?')} px; "
-                 "embeddings flip-averaged, L2-normalised",
+        f"resized to {config.get('model', {}).get('input_size', '?')} px; "
+        "embeddings flip-averaged, L2-normalised",
         "training_data": {
             "sets": config.get("sets"),
-            "images": train.get("train_images"), "people": train.get("train_people"),
+            "images": train.get("train_images"),
+            "people": train.get("train_people"),
             "licence": "CelebA: non-commercial research use only (these weights inherit that). AT&T (ORL) faces: "
-                       "research data set. LFW (evaluation only, never trained on): research data set.",
+            "research data set. LFW (evaluation only, never trained on): research data set.",
         },
-        "recipe": {k: config.get(k) for k in ("pairs", "margin", "p", "k", "optimizer", "lr", "weight_decay",
-                                               "warmup_steps", "minutes", "augment", "seed", "val_fraction",
-                                               "distill_weight", "relational_weight", "distill_target",
-                                               "distill_projection", "distill_centre", "singles_per_batch")},
+        "recipe": {
+            k: config.get(k)
+            for k in (
+                "pairs",
+                "margin",
+                "p",
+                "k",
+                "optimizer",
+                "lr",
+                "weight_decay",
+                "warmup_steps",
+                "minutes",
+                "augment",
+                "seed",
+                "val_fraction",
+                "distill_weight",
+                "relational_weight",
+                "distill_target",
+                "distill_projection",
+                "distill_centre",
+                "singles_per_batch",
+            )
+        },
         "recipe_name": config.get("recipe"),
         "recipe_file": _recipe_text(config.get("recipe")),
         "initialised_from": train.get("initialised_from"),
-        "training_command": (f"make train RECIPE={config.get('recipe')}" if config.get("recipe")
-                             else "python -m training.train (see recipe)"),
+        "training_command": (
+            f"make train RECIPE={config.get('recipe')}"
+            if config.get("recipe")
+            else "python -m training.train (see recipe)"
+        ),
         "intended_use": INTENDED_USE,
         "teacher": TEACHER_CARD if (config.get("distill_weight") or config.get("relational_weight")) else None,
         "training_time_minutes": train.get("minutes"),
@@ -220,16 +252,28 @@ def write_card(weights: Path, result: dict[str, Any], meta: dict[str, Any]) -> P
         "training_images_seen": train.get("images_seen"),
         "training_device": f"{train.get('device')} ({train.get('threads')} threads)",
         "validation": train.get("val"),
-        "lfw": {k: result[k] for k in ("view2_10fold", "view2_accuracy_at_threshold", "view1_accuracy_at_threshold",
-                                        "roc_auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3",
-                                        "no_face_photos", "photos", "no_face_rate")},
+        "lfw": {
+            k: result[k]
+            for k in (
+                "view2_10fold",
+                "view2_accuracy_at_threshold",
+                "view1_accuracy_at_threshold",
+                "roc_auc",
+                "eer",
+                "tar_at_far_1e-2",
+                "tar_at_far_1e-3",
+                "no_face_photos",
+                "photos",
+                "no_face_rate",
+            )
+        },
         "threshold": result["threshold"],
         "threshold_source": "LFW View 1 (pairsDevTrain + pairsDevTest), best accuracy",
         "calibration": result["calibration"],
         "calibration_note": "similarity = 1 / (1 + exp(slope * (distance - midpoint))), fitted on LFW View 1",
         "verdict_band": result.get("verdict_band"),
         "verdict_band_note": 'verdict: "same" when distance <= low, "different" when distance > high, '
-                             '"not sure" between; low <= threshold <= high (engine/verdict.py)',
+        '"not sure" between; low <= threshold <= high (engine/verdict.py)',
         "identification_threshold": result.get("identification_threshold"),
     }
     path = weights.with_suffix(".json")
@@ -242,13 +286,16 @@ def fit_verdict_band(engine, threshold: float) -> dict[str, Any] | None:
     validation people training held out, never LFW); None, and FaceEngine falls back to a band
     from the calibration, when those people or their cached crops are not there."""
     from .thresholds import validation_band
+
     try:
         band = validation_band(engine, threshold=threshold)
     except (OSError, KeyError, ValueError) as exc:
         print(f"verdict band not fitted ({exc}); the engine will derive one from the calibration", file=sys.stderr)
         return None
-    print(f"verdict band: not sure in ({band['low']:.4f}, {band['high']:.4f}], "
-          f"{band['fit']['share_not_sure'] * 100:.1f}% of the validation pairs")
+    print(
+        f"verdict band: not sure in ({band['low']:.4f}, {band['high']:.4f}], "
+        f"{band['fit']['share_not_sure'] * 100:.1f}% of the validation pairs"
+    )
     return band
 
 
@@ -257,31 +304,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.pipeline import FaceEngine
 
     from .data import DATA_DIR
+
     parser = argparse.ArgumentParser(description="LFW evaluation (standard protocol) of a twin network.")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--lfw", type=Path, default=DATA_DIR / "lfw")
     parser.add_argument("--no-flip", action="store_true", help="embed without flip averaging")
     parser.add_argument("--plots", type=Path, default=None, help="folder for roc.png / distances.png")
-    parser.add_argument("--write-card", action="store_true", help="write threshold, calibration and figures "
-                                                                  "into the model card next to the weights")
+    parser.add_argument(
+        "--write-card",
+        action="store_true",
+        help="write threshold, calibration and figures into the model card next to the weights",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     engine = FaceEngine(args.weights, flip_average=not args.no_flip)
     result = evaluate(engine, args.lfw, plots=args.plots)
     v2 = result["view2_10fold"]
     print(f"LFW View 2 10-fold accuracy: {v2['mean'] * 100:.2f}% +- {v2['std'] * 100:.2f}")
-    print(f"shipped threshold (View 1): {result['threshold']:.4f} -> View 2 accuracy "
-          f"{result['view2_accuracy_at_threshold'] * 100:.2f}%")
-    print(f"ROC AUC {result['roc_auc']:.4f}  EER {result['eer'] * 100:.2f}%  TAR@FAR1e-2 "
-          f"{result['tar_at_far_1e-2'] * 100:.2f}%  TAR@FAR1e-3 {result['tar_at_far_1e-3'] * 100:.2f}%")
-    print(f"no face found: {result['no_face_photos']} of {result['photos']} LFW photos "
-          f"({result['no_face_rate'] * 100:.2f}%)")
+    print(
+        f"shipped threshold (View 1): {result['threshold']:.4f} -> View 2 accuracy "
+        f"{result['view2_accuracy_at_threshold'] * 100:.2f}%"
+    )
+    print(
+        f"ROC AUC {result['roc_auc']:.4f}  EER {result['eer'] * 100:.2f}%  TAR@FAR1e-2 "
+        f"{result['tar_at_far_1e-2'] * 100:.2f}%  TAR@FAR1e-3 {result['tar_at_far_1e-3'] * 100:.2f}%"
+    )
+    print(
+        f"no face found: {result['no_face_photos']} of {result['photos']} LFW photos "
+        f"({result['no_face_rate'] * 100:.2f}%)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1))
     if args.write_card:
         result["verdict_band"] = fit_verdict_band(engine, result["threshold"])
         from .thresholds import identification_card_entry  # fitted on the validation people, never LFW
+
         result["identification_threshold"] = identification_card_entry(engine)
         print("model card:", write_card(args.weights, result, engine.meta))
     return 0

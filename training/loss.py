@@ -6,6 +6,7 @@ Y = 0 for a pair of the same person, Y = 1 for different people, D the Euclidean
 the two embeddings, m > 0 the margin. Same-person pairs are pulled together; different-person
 pairs are pushed apart until they are at least m apart, and then left alone.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,8 +33,9 @@ def direct_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> to
     Both are expected L2-normalised (rows), so this is 2 - 2 cos(angle), in 0..4.
     """
     if student.shape != teacher.shape:
-        raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings "
-                         "differ in shape")
+        raise ValueError(
+            f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} embeddings differ in shape"
+        )
     return (student - teacher).pow(2).sum(dim=1).mean()
 
 

@@ -1,4 +1,5 @@
 """Verification metrics on pair distances (small distance = same person)."""
+
 from __future__ import annotations
 
 import numpy as np

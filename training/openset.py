@@ -14,6 +14,7 @@ training.thresholds (fitting the identification threshold on the validation peop
 the tests. Nothing here imports scikit-learn or dev packages; `run_oneshot` imports
 index.Gallery when called.
 """
+
 from __future__ import annotations
 
 import time
@@ -56,8 +57,9 @@ def first_photo_split(people: Sequence[str], order: Sequence[Any] | None = None)
     return Split(_indices(enroll), _indices(probes), _indices(strangers))
 
 
-def random_open_set_splits(labels: Sequence[Any] | np.ndarray, enrolled: int, splits: int,
-                           seed: int = 0) -> list[Split]:
+def random_open_set_splits(
+    labels: Sequence[Any] | np.ndarray, enrolled: int, splits: int, seed: int = 0
+) -> list[Split]:
     """`splits` random open-set splits of labelled photos: each draws `enrolled` people, enrolls
     one random photo of each (their other photos are queries), and makes every photo of every
     other person a stranger. Deterministic for a seed."""
@@ -78,8 +80,9 @@ def random_open_set_splits(labels: Sequence[Any] | np.ndarray, enrolled: int, sp
     return out
 
 
-def nearest_enrolled(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray, split: Split,
-                     batch: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nearest_enrolled(
+    embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray, split: Split, batch: int = 4096
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact nearest-neighbour answers of a split, without a gallery (the same arithmetic as
     an exact index): the probes' distance to their nearest enrolled photo, whether that photo
     is of the right person, and the strangers' distance to their nearest enrolled photo."""
@@ -90,9 +93,9 @@ def nearest_enrolled(embeddings: np.ndarray, labels: Sequence[Any] | np.ndarray,
     def nearest(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dist, arg = np.empty(len(rows)), np.empty(len(rows), np.int64)
         for s in range(0, len(rows), batch):
-            d = pairwise_distances(e[rows[s:s + batch]], gallery)
-            arg[s:s + batch] = d.argmin(axis=1)
-            dist[s:s + batch] = d[np.arange(len(d)), arg[s:s + batch]]
+            d = pairwise_distances(e[rows[s : s + batch]], gallery)
+            arg[s : s + batch] = d.argmin(axis=1)
+            dist[s : s + batch] = d[np.arange(len(d)), arg[s : s + batch]]
         return dist, arg
 
     known_d, known_arg = nearest(split.probes)
@@ -108,16 +111,18 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(sq, 0.0))
 
 
-def open_set_rates(known_distance: np.ndarray, known_correct: np.ndarray, stranger_distance: np.ndarray,
-                   thresholds: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+def open_set_rates(
+    known_distance: np.ndarray, known_correct: np.ndarray, stranger_distance: np.ndarray, thresholds: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
     """DIR and FAR at each threshold (distance <= t counts as a match).
 
     DIR: enrolled people's queries whose top-1 is the right person and within t.
     FAR: strangers' queries whose top-1 (anyone) is within t."""
     t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
     kd, kc, sd = (np.asarray(a) for a in (known_distance, known_correct, stranger_distance))
-    dir_ = (((kd[None, :] <= t[:, None]) & kc[None, :].astype(bool)).mean(axis=1) if kd.size
-            else np.full(t.shape, np.nan))
+    dir_ = (
+        ((kd[None, :] <= t[:, None]) & kc[None, :].astype(bool)).mean(axis=1) if kd.size else np.full(t.shape, np.nan)
+    )
     far = (sd[None, :] <= t[:, None]).mean(axis=1) if sd.size else np.full(t.shape, np.nan)
     return dir_, far
 
@@ -133,13 +138,14 @@ def threshold_at_far(stranger_distance: np.ndarray, target: float) -> float:
 
 # -- through a real gallery ---------------------------------------------------------------------
 
+
 @dataclass
 class Ranked:
     """What the gallery answered for each query: the names of its k nearest people, nearest
     first (padded with None), and their distances (padded with +inf)."""
 
     names: list[list[str | None]]
-    distances: np.ndarray   # Q x k
+    distances: np.ndarray  # Q x k
 
     @property
     def top1(self) -> list[str | None]:
@@ -156,7 +162,7 @@ def rank(gallery: Any, embeddings: np.ndarray, k: int = TOP_K) -> Ranked:
     for q, e in enumerate(embeddings):
         matches = gallery.search(e, k=k, per_person=True)
         names.append([m.name for m in matches] + [None] * (k - len(matches)))
-        distances[q, :len(matches)] = [m.distance for m in matches]
+        distances[q, : len(matches)] = [m.distance for m in matches]
     return Ranked(names, distances)
 
 
@@ -171,10 +177,10 @@ def topk_accuracy(ranked: Ranked, truth: Sequence[str], k: int) -> float:
 class OneShotResult:
     """Everything one run of the protocol produced, per query."""
 
-    people: list[str]                # person of every photo
+    people: list[str]  # person of every photo
     split: Split
-    known: Ranked                    # answers for split.probes
-    strangers: Ranked                # answers for split.strangers
+    known: Ranked  # answers for split.probes
+    strangers: Ranked  # answers for split.strangers
     threshold: float
     enrolled: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -184,11 +190,13 @@ class OneShotResult:
 
     @property
     def known_correct(self) -> np.ndarray:
-        return np.array([a == t for a, t in zip(self.known.top1, self.truth(self.split.probes), strict=True)],
-                        dtype=bool)
+        return np.array(
+            [a == t for a, t in zip(self.known.top1, self.truth(self.split.probes), strict=True)], dtype=bool
+        )
 
-    def summary(self, select: np.ndarray | None = None, k: int = TOP_K,
-                threshold: float | None = None) -> dict[str, float]:
+    def summary(
+        self, select: np.ndarray | None = None, k: int = TOP_K, threshold: float | None = None
+    ) -> dict[str, float]:
         """Top-1, top-k, DIR and misidentification at the threshold (default: the run's), over all
         enrolled people's queries or those with `select` (a bool mask over split.probes)."""
         t = self.threshold if threshold is None else float(threshold)
@@ -198,11 +206,14 @@ class OneShotResult:
         correct = self.known_correct[select]
         within = ranked.top1_distance <= t
         nan = float("nan")
-        return {"queries": int(select.sum()), "top1": topk_accuracy(ranked, truth, 1),
-                "topk": topk_accuracy(ranked, truth, k),
-                "dir": float(np.mean(correct & within)) if len(truth) else nan,
-                "wrong_within": float(np.mean(~correct & within)) if len(truth) else nan,
-                "rejected": float(np.mean(~within)) if len(truth) else nan}
+        return {
+            "queries": int(select.sum()),
+            "top1": topk_accuracy(ranked, truth, 1),
+            "topk": topk_accuracy(ranked, truth, k),
+            "dir": float(np.mean(correct & within)) if len(truth) else nan,
+            "wrong_within": float(np.mean(~correct & within)) if len(truth) else nan,
+            "rejected": float(np.mean(~within)) if len(truth) else nan,
+        }
 
     def far(self, threshold: float | None = None) -> float:
         t = self.threshold if threshold is None else threshold
@@ -210,16 +221,30 @@ class OneShotResult:
         return float(np.mean(d <= t)) if len(d) else float("nan")
 
 
-def run_oneshot(embeddings: np.ndarray, people: Sequence[str], split: Split, directory: str | Path,
-                model_id: str, threshold: float, k: int = TOP_K) -> OneShotResult:
+def run_oneshot(
+    embeddings: np.ndarray,
+    people: Sequence[str],
+    split: Split,
+    directory: str | Path,
+    model_id: str,
+    threshold: float,
+    k: int = TOP_K,
+) -> OneShotResult:
     """Enroll split.enroll in a fresh index.Gallery at `directory`, then search every probe and
     stranger through it. Embeddings: unit vectors, one per photo."""
     from index import Gallery
+
     people = list(people)
     embeddings = np.asarray(embeddings, np.float32)
     seconds = {}
-    with Gallery(directory, model_id=model_id, threshold=threshold, embedding_size=embeddings.shape[1],
-                 thumbnails=False, background=False) as gallery:
+    with Gallery(
+        directory,
+        model_id=model_id,
+        threshold=threshold,
+        embedding_size=embeddings.shape[1],
+        thumbnails=False,
+        background=False,
+    ) as gallery:
         if len(gallery):
             raise ValueError(f"{directory} is not an empty gallery")
         start = time.perf_counter()

@@ -11,6 +11,7 @@ Training only: nothing here is imported by inference.
 
 `make train` asks the recipe itself whether the teacher's targets must be cached first.
 """
+
 from __future__ import annotations
 
 import argparse

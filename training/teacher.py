@@ -26,6 +26,7 @@ the last shard to finish assembles the set's file. The encoder (dlib) is importe
 here, only when something must be embedded: the engine, the app and the tests never need it.
 It runs in .venv-bench (requirements-bench.txt): `make teacher`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,6 +96,7 @@ def single_thread() -> None:
         os.environ.setdefault(var, "1")
     try:
         import torch
+
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover - torch is a runtime requirement
         pass
@@ -107,6 +109,7 @@ class DlibTeacher:
         single_thread()
         import dlib  # noqa: PLC0415 - only the teacher needs dlib
         import face_recognition_models as models
+
         self.dlib = dlib
         self.predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
         self.encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
@@ -114,17 +117,19 @@ class DlibTeacher:
     def chip(self, crop: np.ndarray) -> np.ndarray:
         """One aligned crop -> dlib's 150 px face chip (RGB uint8)."""
         from PIL import Image
+
         side = crop.shape[0] * RECIPE["upscale"]
         image = np.asarray(Image.fromarray(crop).resize((side, side), Image.BICUBIC))
         shape = self.predictor(image, self.dlib.rectangle(*box_pixels(side)))
-        return np.asarray(self.dlib.get_face_chip(image, shape, size=RECIPE["chip_size"],
-                                                  padding=RECIPE["chip_padding"]))
+        return np.asarray(
+            self.dlib.get_face_chip(image, shape, size=RECIPE["chip_size"], padding=RECIPE["chip_padding"])
+        )
 
     def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         chips = [self.chip(np.ascontiguousarray(c)) for c in crops]
         views = chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
         raw = np.array([np.array(d) for d in self.encoder.compute_face_descriptor(views)], dtype=np.float32)
-        return raw[: len(chips)], raw[len(chips):]
+        return raw[: len(chips)], raw[len(chips) :]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -133,15 +138,21 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def targets_of(raw: np.ndarray, raw_mirror: np.ndarray) -> dict[str, np.ndarray]:
     """The stored views: mirror-averaged unit embedding, plain unit embedding, raw descriptors."""
-    return {"embedding": unit(unit(raw) + unit(raw_mirror)), "plain": unit(raw),
-            "raw": raw.astype(np.float32), "raw_mirror": raw_mirror.astype(np.float32)}
+    return {
+        "embedding": unit(unit(raw) + unit(raw_mirror)),
+        "plain": unit(raw),
+        "raw": raw.astype(np.float32),
+        "raw_mirror": raw_mirror.astype(np.float32),
+    }
 
 
 # -- which photos, in which order ---------------------------------------------------------------
 
+
 def lfw_pair_photos(lfw_dir: Path) -> set[str]:
     """Every photo named in LFW View 1 and View 2 (the protocol's own parser)."""
     from training.evaluate import parse_pairs
+
     pairs = []
     for name in ("pairsDevTrain.txt", "pairsDevTest.txt", "pairs.txt"):
         if (lfw_dir / name).is_file():
@@ -160,11 +171,11 @@ def row_order(set_name: str, crops: CropSet, data_dir: Path = DATA_DIR) -> np.nd
 
 
 def shards_of(order: np.ndarray, size: int = SHARD_SIZE) -> list[np.ndarray]:
-    return [order[s:s + size] for s in range(0, len(order), size)]
+    return [order[s : s + size] for s in range(0, len(order), size)]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
-    """"i/n" -> (i, n): this process takes shards i, i+n, i+2n, ..."""
+    """ "i/n" -> (i, n): this process takes shards i, i+n, i+2n, ..."""
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
@@ -176,11 +187,19 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 # -- one set -----------------------------------------------------------------------------------
 
+
 class SetJob:
     """The teacher's work on one set: its shards on disk, what is left, the assembled file."""
 
-    def __init__(self, set_name: str, folder: FolderSet, crops: CropSet, crop_file: Path,
-                 shard_size: int = SHARD_SIZE, data_dir: Path = DATA_DIR):
+    def __init__(
+        self,
+        set_name: str,
+        folder: FolderSet,
+        crops: CropSet,
+        crop_file: Path,
+        shard_size: int = SHARD_SIZE,
+        data_dir: Path = DATA_DIR,
+    ):
         self.name, self.folder, self.crops = set_name, folder, crops
         self.final = teacher_targets_path(crop_file)
         self.crop_file = crop_file
@@ -199,8 +218,9 @@ class SetJob:
     def missing(self) -> list[int]:
         return [k for k in range(len(self.shards)) if not self.part(k).is_file()]
 
-    def run(self, encoder: Encoder, shard: tuple[int, int] = (0, 1), log=print,
-            stop_after: float | None = None) -> bool:
+    def run(
+        self, encoder: Encoder, shard: tuple[int, int] = (0, 1), log=print, stop_after: float | None = None
+    ) -> bool:
         """Embed this process's missing shards; assemble when none is missing. True when done."""
         if self.done():
             log(f"{self.name}: done ({self.final})")
@@ -247,8 +267,10 @@ class SetJob:
     def _run(self, encoder: Encoder, shard: tuple[int, int], log, stop_after: float | None) -> bool:
         todo = [k for k in self.missing() if k % shard[1] == shard[0]]
         total = sum(len(self.shards[k]) for k in todo)
-        log(f"{self.name}: {len(self.crops)} crops, {len(self.shards)} shards, {len(todo)} to embed here "
-            f"({total} photos) -> {self.parts}")
+        log(
+            f"{self.name}: {len(self.crops)} crops, {len(self.shards)} shards, {len(todo)} to embed here "
+            f"({total} photos) -> {self.parts}"
+        )
         spent, photos = 0.0, 0
         for k in todo:
             if stop_after is not None and time.time() > stop_after:
@@ -264,9 +286,11 @@ class SetJob:
             spent += seconds
             photos += len(rows)
             left = total - photos
-            log(f"{self.name}: shard {k + 1}/{len(self.shards)} {len(rows)} photos in {seconds:.0f} s "
+            log(
+                f"{self.name}: shard {k + 1}/{len(self.shards)} {len(rows)} photos in {seconds:.0f} s "
                 f"({seconds / len(rows):.3f} s/photo); {left} photos left here, ETA "
-                f"{left * spent / photos / 60:.0f} min")
+                f"{left * spent / photos / 60:.0f} min"
+            )
         return self.assemble(log)
 
     def assemble(self, log=print) -> bool:
@@ -287,17 +311,25 @@ class SetJob:
                 seen[rows] = True
         if not seen.all():
             raise RuntimeError(f"{self.name}: the shards cover {int(seen.sum())} of {n} rows")
-        save_npz_atomic(self.final, paths=np.array(self.crops.paths), found=self.crops.found,
-                        seconds=seconds, recipe=np.array(json.dumps(RECIPE)), crop_file=np.array(self.crop_file.name),
-                        **targets_of(raw, raw_mirror))
+        save_npz_atomic(
+            self.final,
+            paths=np.array(self.crops.paths),
+            found=self.crops.found,
+            seconds=seconds,
+            recipe=np.array(json.dumps(RECIPE)),
+            crop_file=np.array(self.crop_file.name),
+            **targets_of(raw, raw_mirror),
+        )
         for k in range(len(self.shards)):
             self.part(k).unlink(missing_ok=True)
         try:
             self.parts.rmdir()  # stays while another process holds a lock in it
         except OSError:
             pass
-        log(f"{self.name}: assembled {self.final} ({n} photos, {seconds.sum() / 60:.1f} min, "
-            f"{seconds.mean():.3f} s/photo)")
+        log(
+            f"{self.name}: assembled {self.final} ({n} photos, {seconds.sum() / 60:.1f} min, "
+            f"{seconds.mean():.3f} s/photo)"
+        )
         return True
 
     def progress(self) -> tuple[int, int]:
@@ -311,7 +343,8 @@ class SetJob:
         if self.done():
             with np.load(self.final, allow_pickle=False) as z:
                 return {k: z[k] for k in ("embedding", "plain", "raw", "raw_mirror", "seconds")} | {
-                    "seen": np.ones(len(self.crops), bool)}
+                    "seen": np.ones(len(self.crops), bool)
+                }
         n = len(self.crops)
         raw, raw_mirror = np.zeros((n, DIM), np.float32), np.zeros((n, DIM), np.float32)
         seconds, seen = np.zeros(n), np.zeros(n, bool)
@@ -336,10 +369,12 @@ def job_for(set_name: str, shard_size: int = SHARD_SIZE, data_dir: Path = DATA_D
 
 # -- the teacher's own LFW accuracy -------------------------------------------------------------
 
+
 def lfw_report(job: SetJob, lfw_dir: Path) -> dict:
     """LFW View 2 10-fold (and View 1 threshold) for each stored view, via training.evaluate's protocol."""
     from training.evaluate import folds_of, pair_distances, parse_pairs, ten_fold_accuracy
     from training.metrics import accuracy_at, best_threshold_accuracy, roc_auc, tar_at_far
+
     views = job.partial()
     index = job.crops.index_of()
     view1 = parse_pairs(lfw_dir / "pairsDevTrain.txt") + parse_pairs(lfw_dir / "pairsDevTest.txt")
@@ -347,60 +382,90 @@ def lfw_report(job: SetJob, lfw_dir: Path) -> dict:
     needed = sorted({p for pair in view1 + view2 for p in (pair.a, pair.b)})
     absent = [p for p in needed if p not in index or not views["seen"][index[p]]]
     if absent:
-        raise RuntimeError(f"{len(absent)} of the {len(needed)} LFW pair photos are not embedded yet "
-                           f"(e.g. {absent[:2]}); embed them first: make teacher ARGS=\"--sets lfw\" "
-                           "(python -m training.teacher --sets lfw; hours on CPU)")
+        raise RuntimeError(
+            f"{len(absent)} of the {len(needed)} LFW pair photos are not embedded yet "
+            f'(e.g. {absent[:2]}); embed them first: make teacher ARGS="--sets lfw" '
+            "(python -m training.teacher --sets lfw; hours on CPU)"
+        )
     rows = np.array([index[p] for p in needed])
-    result = {"photos": len(needed), "no_face_in_pairs": int((~job.crops.found[rows]).sum()),
-              "seconds_per_photo": float(views["seconds"][rows].mean()),
-              "seconds_per_photo_all": float(views["seconds"][views["seen"]].mean()), "views": {}}
+    result = {
+        "photos": len(needed),
+        "no_face_in_pairs": int((~job.crops.found[rows]).sum()),
+        "seconds_per_photo": float(views["seconds"][rows].mean()),
+        "seconds_per_photo_all": float(views["seconds"][views["seen"]].mean()),
+        "views": {},
+    }
     folds = folds_of(lfw_dir / "pairs.txt", len(view2))
     for view in ("embedding", "plain", "raw"):
         embeddings = dict(zip(needed, views[view][rows]))
         d1, s1 = pair_distances(embeddings, view1)
         d2, s2 = pair_distances(embeddings, view2)
         _, threshold = best_threshold_accuracy(d1, s1)
-        result["views"][view] = {"view2_10fold": ten_fold_accuracy(d2, s2, folds), "threshold": threshold,
-                                 "view2_accuracy_at_threshold": accuracy_at(d2, s2, threshold),
-                                 "roc_auc": roc_auc(d2, s2), "tar_at_far_1e-3": tar_at_far(d2, s2, 1e-3)}
+        result["views"][view] = {
+            "view2_10fold": ten_fold_accuracy(d2, s2, folds),
+            "threshold": threshold,
+            "view2_accuracy_at_threshold": accuracy_at(d2, s2, threshold),
+            "roc_auc": roc_auc(d2, s2),
+            "tar_at_far_1e-3": tar_at_far(d2, s2, 1e-3),
+        }
         if view == "raw":
             result["views"][view]["view2_accuracy_at_0.6"] = accuracy_at(d2, s2, 0.6)
     return result
 
 
 def write_report(result: dict, out: Path, jobs: Sequence[SetJob]) -> None:
-    names = {"embedding": "mirror-averaged, L2-normalised (the training target)",
-             "plain": "the photo alone, L2-normalised", "raw": "the photo alone, dlib's raw descriptor"}
-    lines = ["# The teacher (dlib's ResNet encoder) through our crops", "",
-             "`python -m training.teacher --report`. The teacher sees the engine's own MTCNN-aligned 112x112 crops "
-             "from the crop cache (LFW: the evaluation policy, face nearest the centre, fixed landmarks when none is "
-             "found), upscaled 2x, dlib's 5-point predictor inside the fixed box (top, right, bottom, left) = "
-             f"{BOX} of the crop side, then its encoder on the 150 px chip. LFW is evaluated here only to check "
-             "the targets; it is never trained on.", "",
-             "| view | LFW View 2 10-fold | at the View 1 threshold | ROC AUC | TAR at FAR 1e-3 |",
-             "|---|---|---|---|---|"]
+    names = {
+        "embedding": "mirror-averaged, L2-normalised (the training target)",
+        "plain": "the photo alone, L2-normalised",
+        "raw": "the photo alone, dlib's raw descriptor",
+    }
+    lines = [
+        "# The teacher (dlib's ResNet encoder) through our crops",
+        "",
+        "`python -m training.teacher --report`. The teacher sees the engine's own MTCNN-aligned 112x112 crops "
+        "from the crop cache (LFW: the evaluation policy, face nearest the centre, fixed landmarks when none is "
+        "found), upscaled 2x, dlib's 5-point predictor inside the fixed box (top, right, bottom, left) = "
+        f"{BOX} of the crop side, then its encoder on the 150 px chip. LFW is evaluated here only to check "
+        "the targets; it is never trained on.",
+        "",
+        "| view | LFW View 2 10-fold | at the View 1 threshold | ROC AUC | TAR at FAR 1e-3 |",
+        "|---|---|---|---|---|",
+    ]
     for view, r in result["views"].items():
         v2 = r["view2_10fold"]
         extra = f" (dlib's own 0.6: {r['view2_accuracy_at_0.6'] * 100:.2f}%)" if "view2_accuracy_at_0.6" in r else ""
-        lines.append(f"| {names[view]} | **{v2['mean'] * 100:.2f}% ± {v2['std'] * 100:.2f}** | "
-                     f"{r['view2_accuracy_at_threshold'] * 100:.2f}% (threshold {r['threshold']:.3f}){extra} | "
-                     f"{r['roc_auc']:.4f} | {r['tar_at_far_1e-3'] * 100:.1f}% |")
-    lines += ["", f"Pair photos: {result['photos']}; {result['no_face_in_pairs']} of them had no face found by "
-              "MTCNN and were aligned with the fixed fallback landmarks.", "",
-              "## Cost and coverage", "",
-              "| set | photos embedded | seconds per photo, wall clock (two views) |", "|---|---|---|"]
+        lines.append(
+            f"| {names[view]} | **{v2['mean'] * 100:.2f}% ± {v2['std'] * 100:.2f}** | "
+            f"{r['view2_accuracy_at_threshold'] * 100:.2f}% (threshold {r['threshold']:.3f}){extra} | "
+            f"{r['roc_auc']:.4f} | {r['tar_at_far_1e-3'] * 100:.1f}% |"
+        )
+    lines += [
+        "",
+        f"Pair photos: {result['photos']}; {result['no_face_in_pairs']} of them had no face found by "
+        "MTCNN and were aligned with the fixed fallback landmarks.",
+        "",
+        "## Cost and coverage",
+        "",
+        "| set | photos embedded | seconds per photo, wall clock (two views) |",
+        "|---|---|---|",
+    ]
     for job in jobs:
         done, total = job.progress()
         views = job.partial()
         per = views["seconds"][views["seen"]].mean() if views["seen"].any() else float("nan")
         lines.append(f"| {job.name} | {done} of {total} | {per:.3f} |")
-    lines += ["", "One process, one thread (`nice -n 10`), on a 2-core machine shared with other work; each photo "
-              "costs two encoder passes (plain + mirror).", ""]
+    lines += [
+        "",
+        "One process, one thread (`nice -n 10`), on a 2-core machine shared with other work; each photo "
+        "costs two encoder passes (plain + mirror).",
+        "",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
 
 
 # -- command line ----------------------------------------------------------------------------
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Embed the cached crops with dlib's encoder (teacher targets).")
@@ -432,8 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = lfw_report(lfw, DATA_DIR / "lfw")
             write_report(result, args.out, jobs)
             for view, r in result["views"].items():
-                log(f"LFW View 2 10-fold ({view}): {r['view2_10fold']['mean'] * 100:.2f}% "
-                    f"+- {r['view2_10fold']['std'] * 100:.2f}")
+                log(
+                    f"LFW View 2 10-fold ({view}): {r['view2_10fold']['mean'] * 100:.2f}% "
+                    f"+- {r['view2_10fold']['std'] * 100:.2f}"
+                )
             log(f"wrote {args.out}")
         return 0
 
@@ -448,10 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         same = crops.labels[pick][:, None] == crops.labels[pick][None]
         d = np.linalg.norm(t["embedding"][:, None] - t["embedding"][None], axis=2)
         off = ~np.eye(len(pick), dtype=bool)
-        log(f"{args.sets[0]}: {len(pick)} crops in {seconds:.1f} s ({seconds / len(pick):.3f} s/photo, two views); "
+        log(
+            f"{args.sets[0]}: {len(pick)} crops in {seconds:.1f} s ({seconds / len(pick):.3f} s/photo, two views); "
             f"mean distance same person {d[same & off].mean() if (same & off).any() else float('nan'):.3f}, "
             f"different {d[~same].mean():.3f}; plain vs mirror cosine "
-            f"{float((t['plain'] * unit(raw_mirror)).sum(1).mean()):.3f}")
+            f"{float((t['plain'] * unit(raw_mirror)).sum(1).mean()):.3f}"
+        )
         return 0
     stop_after = time.time() + args.minutes * 60 if args.minutes else None
     all_done = True

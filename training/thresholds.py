@@ -31,6 +31,7 @@ The identification threshold (`fit_identification_threshold`, card entry
    the target measured at n_sim), less DISTANCE_MARGIN (the gallery's float32 arithmetic): the
    card says which one was binding.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,10 @@ REPORT_SIZES = (10, 100, 1000, 2000, 10000)
 
 # -- the validation people -------------------------------------------------------------------------
 
-def validation_embeddings(engine, data_dir=None, fraction: float | None = None, seed: int | None = None,
-                          sets: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+
+def validation_embeddings(
+    engine, data_dir=None, fraction: float | None = None, seed: int | None = None, sets: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Embeddings and labels of the validation people the weights' training held out (the
     recipe's sets, fraction and seed, from the checkpoint; their crops from the crop cache),
     with a description of who they are. Both fits read the validation people here, and only here."""
@@ -97,12 +100,15 @@ def validation_embeddings(engine, data_dir=None, fraction: float | None = None, 
         start += n
     embeddings = engine.embed_crops(np.concatenate(crops))
     val_labels = all_labels[val]
-    described = (f"validation people held out by training ({len(np.unique(val_labels))} people, {len(val)} photos of "
-                 f"{'+'.join(sets)}, recipe seed {seed}; never LFW)")
+    described = (
+        f"validation people held out by training ({len(np.unique(val_labels))} people, {len(val)} photos of "
+        f"{'+'.join(sets)}, recipe seed {seed}; never LFW)"
+    )
     return embeddings, val_labels, described
 
 
 # -- the verdict band ------------------------------------------------------------------------------
+
 
 def fit_logistic(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """(slope, midpoint) of P(same | d) = 1 / (1 + exp(slope * (d - midpoint))), by maximum
@@ -126,8 +132,9 @@ def fit_logistic(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]
     return float(slope), float(midpoint)
 
 
-def fit_band(distances: np.ndarray, same: np.ndarray, threshold: float, p: float = BAND_P,
-             source: str = "") -> tuple[VerdictBand, dict[str, Any]]:
+def fit_band(
+    distances: np.ndarray, same: np.ndarray, threshold: float, p: float = BAND_P, source: str = ""
+) -> tuple[VerdictBand, dict[str, Any]]:
     """The band where a logistic P(same | d) fitted on these pairs lies in [p, 1 - p], widened
     if need be to hold the threshold; with what it does on these pairs."""
     slope, midpoint = fit_logistic(distances, same)
@@ -147,7 +154,8 @@ def band_stats(band: VerdictBand, distances: np.ndarray, same: np.ndarray) -> di
     sure = sure_same | sure_diff
     return {
         "pairs": int(len(d)),
-        "share_same": float(sure_same.mean()), "share_not_sure": float(inside.mean()),
+        "share_same": float(sure_same.mean()),
+        "share_not_sure": float(inside.mean()),
         "share_different": float(sure_diff.mean()),
         "sure_accuracy": float(((sure_same & s) | (sure_diff & ~s)).sum() / max(1, sure.sum())),
         "same_right": float(s[sure_same].mean()) if sure_same.any() else float("nan"),
@@ -155,8 +163,14 @@ def band_stats(band: VerdictBand, distances: np.ndarray, same: np.ndarray) -> di
     }
 
 
-def validation_band(engine, threshold: float | None = None, data_dir=None, fraction: float | None = None,
-                    seed: int | None = None, sets: tuple[str, ...] | None = None) -> dict[str, Any]:
+def validation_band(
+    engine,
+    threshold: float | None = None,
+    data_dir=None,
+    fraction: float | None = None,
+    seed: int | None = None,
+    sets: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     """The verdict band of an engine's weights, fitted on the validation people its training held
     out (the recipe's sets, fraction and seed, from the checkpoint; the crop cache's crops);
     returns the card entry: low, high, source and the fit's figures.
@@ -171,16 +185,19 @@ def validation_band(engine, threshold: float | None = None, data_dir=None, fract
     pairs = validation_pairs(labels, seed)
     d = np.linalg.norm(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]], axis=1)
     same = pairs[:, 2] == 0
-    source = (f"validation people held out by training ({len(np.unique(labels))} people of "
-              f"{'+'.join(sets)}, {len(pairs)} pairs, never LFW): a logistic P(same | distance) fitted on "
-              f"them; the band is where it lies between {BAND_P:.1f} and {1 - BAND_P:.1f}, widened to hold "
-              f"the threshold")
+    source = (
+        f"validation people held out by training ({len(np.unique(labels))} people of "
+        f"{'+'.join(sets)}, {len(pairs)} pairs, never LFW): a logistic P(same | distance) fitted on "
+        f"them; the band is where it lies between {BAND_P:.1f} and {1 - BAND_P:.1f}, widened to hold "
+        f"the threshold"
+    )
     band, stats = fit_band(d, same, engine.threshold if threshold is None else float(threshold), source=source)
     return {**band.as_dict(), "fit": stats}
 
 
 # -- the identification threshold ----------------------------------------------------------------
 # -- the model: FAR(N, t) ~= 1 - (1 - p(t))^N -------------------------------------------------------
+
 
 def far_at_gallery_size(p: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
     """1 - (1 - p)^n: the chance that at least one of n independent comparisons, each a false
@@ -200,10 +217,10 @@ class ImpostorRate:
     """p(t): the weighted share of impostor comparisons (a query photo against one enrolled
     photo of another person) at distance <= t, with its lower tail extrapolated."""
 
-    distances: np.ndarray     # sorted impostor pair distances
-    cumulative: np.ndarray    # p at each of them (cumulative weights)
-    tail: tuple[float, float] | None = None   # (intercept, slope): t = intercept + slope * ln p
-    tail_from: float = 0.0    # below this p, threshold_at() uses the tail
+    distances: np.ndarray  # sorted impostor pair distances
+    cumulative: np.ndarray  # p at each of them (cumulative weights)
+    tail: tuple[float, float] | None = None  # (intercept, slope): t = intercept + slope * ln p
+    tail_from: float = 0.0  # below this p, threshold_at() uses the tail
 
     def __call__(self, t: np.ndarray | float) -> np.ndarray:
         """The empirical p(t) (no extrapolation)."""
@@ -246,8 +263,8 @@ def impostor_rate(embeddings: np.ndarray, labels: np.ndarray, batch: int = 2048)
     column_weight = 1.0 / counts[person] / (people - 1) / m
     ds, ws = [], []
     for s in range(0, m, batch):
-        d = pairwise_distances(e[s:s + batch], e)
-        other = person[s:s + batch, None] != person[None, :]
+        d = pairwise_distances(e[s : s + batch], e)
+        other = person[s : s + batch, None] != person[None, :]
         ds.append(d[other].astype(np.float32))
         ws.append(np.broadcast_to(column_weight[None, :], d.shape)[other])
     d, w = np.concatenate(ds), np.concatenate(ws)
@@ -269,10 +286,17 @@ def impostor_rate(embeddings: np.ndarray, labels: np.ndarray, batch: int = 2048)
 
 # -- the fit --------------------------------------------------------------------------------------
 
-def fit_identification_threshold(embeddings: np.ndarray, labels: np.ndarray, target_far: float = TARGET_FAR,
-                                 reference_gallery_size: int = REFERENCE_GALLERY_SIZE, splits: int = SPLITS,
-                                 enrolled_fraction: float = ENROLLED_FRACTION, seed: int = 0,
-                                 described_as: str = "") -> dict[str, Any]:
+
+def fit_identification_threshold(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    target_far: float = TARGET_FAR,
+    reference_gallery_size: int = REFERENCE_GALLERY_SIZE,
+    splits: int = SPLITS,
+    enrolled_fraction: float = ENROLLED_FRACTION,
+    seed: int = 0,
+    described_as: str = "",
+) -> dict[str, Any]:
     """The identification threshold for these people's embeddings (see the module's docstring):
     the card entry (value, target_far, reference_gallery_size, source, note, fit)."""
     labels = np.asarray(labels)
@@ -305,51 +329,82 @@ def fit_identification_threshold(embeddings: np.ndarray, labels: np.ndarray, tar
     p_value = rate.smooth(value)
     # the model's FAR at this value, divided by the correction (as it under-predicted at n_sim)
     far_by_size = {str(n): float(np.minimum(1.0, far_at_gallery_size(p_value, n) / correction)) for n in REPORT_SIZES}
-    threshold_by_size = {str(n): rate.threshold_at(per_comparison_rate(target_far * correction, n))[0]
-                         for n in REPORT_SIZES}
+    threshold_by_size = {
+        str(n): rate.threshold_at(per_comparison_rate(target_far * correction, n))[0] for n in REPORT_SIZES
+    }
     fit = {
-        "people": people, "photos": int(len(labels)), "splits": splits, "seed": seed,
-        "simulation": {"gallery_size": n_sim, "stranger_queries": int(len(stranger_d)),
-                       "known_queries": int(len(known_d)), "threshold_at_target": t_sim, "far_at_that": far_sim,
-                       "far_at_value": float(far_at[0]), "dir_at_value": float(dir_at[0]),
-                       "top1": float(known_ok.mean()) if len(known_ok) else float("nan"),
-                       "model_far_at_that": far_model_sim},
-        "model": {"impostor_pairs": int(len(rate.distances)), "correction": correction,
-                  "per_comparison_rate_at_value": p_value,
-                  "per_comparison_rate_needed": p_needed, "threshold_at_target": t_model, "extrapolated": extrapolated,
-                  "tail": None if rate.tail is None else {"intercept": rate.tail[0], "slope_per_ln_p": rate.tail[1],
-                                                          "below_p": rate.tail_from},
-                  "far_by_gallery_size_at_value": far_by_size,
-                  "threshold_by_gallery_size_at_target": threshold_by_size},
+        "people": people,
+        "photos": int(len(labels)),
+        "splits": splits,
+        "seed": seed,
+        "simulation": {
+            "gallery_size": n_sim,
+            "stranger_queries": int(len(stranger_d)),
+            "known_queries": int(len(known_d)),
+            "threshold_at_target": t_sim,
+            "far_at_that": far_sim,
+            "far_at_value": float(far_at[0]),
+            "dir_at_value": float(dir_at[0]),
+            "top1": float(known_ok.mean()) if len(known_ok) else float("nan"),
+            "model_far_at_that": far_model_sim,
+        },
+        "model": {
+            "impostor_pairs": int(len(rate.distances)),
+            "correction": correction,
+            "per_comparison_rate_at_value": p_value,
+            "per_comparison_rate_needed": p_needed,
+            "threshold_at_target": t_model,
+            "extrapolated": extrapolated,
+            "tail": None
+            if rate.tail is None
+            else {"intercept": rate.tail[0], "slope_per_ln_p": rate.tail[1], "below_p": rate.tail_from},
+            "far_by_gallery_size_at_value": far_by_size,
+            "threshold_by_gallery_size_at_target": threshold_by_size,
+        },
         "binding": binding,
     }
     who = described_as or f"{people} people, {len(labels)} photos"
-    source = (f"{who}: {splits} random open-set splits (half the people enrolled with one random photo each, "
-              f"the rest strangers) and the per-comparison impostor rate p(t) of the same people; "
-              f"the largest threshold whose false-alarm rate is at most {target_far:g} both as measured at "
-              f"N = {n_sim} and as 1 - (1 - p(t))^N predicts at N = {reference_gallery_size}"
-              f"{f' (corrected by the model/measured ratio {correction:.2f})' if correction < 1 else ''}; "
-              f"binding: {binding}")
-    note = ("a gallery names its nearest person only within this distance, else 'unknown'. The false-alarm "
-            "rate (strangers named as someone) grows with the number of people enrolled N: predicted at this "
-            "value " + ", ".join(f"N={n}: {100 * far_by_size[str(n)]:.2g}%" for n in REPORT_SIZES) +
-            f". Measured on the validation people at N={n_sim}: FAR {100 * far_at[0]:.2g}%, DIR "
-            f"{100 * dir_at[0]:.2g}%. " +
-            ("p(t) at this value lies below the impostor pairs measured and is extrapolated from their tail. "
-             if extrapolated and binding.startswith("model") else "") +
-            "Fitted on people the model never trained on, never on LFW.")
-    return {"value": float(value), "target_far": float(target_far),
-            "reference_gallery_size": int(reference_gallery_size), "source": source, "note": note, "fit": fit}
+    source = (
+        f"{who}: {splits} random open-set splits (half the people enrolled with one random photo each, "
+        f"the rest strangers) and the per-comparison impostor rate p(t) of the same people; "
+        f"the largest threshold whose false-alarm rate is at most {target_far:g} both as measured at "
+        f"N = {n_sim} and as 1 - (1 - p(t))^N predicts at N = {reference_gallery_size}"
+        f"{f' (corrected by the model/measured ratio {correction:.2f})' if correction < 1 else ''}; "
+        f"binding: {binding}"
+    )
+    note = (
+        "a gallery names its nearest person only within this distance, else 'unknown'. The false-alarm "
+        "rate (strangers named as someone) grows with the number of people enrolled N: predicted at this "
+        "value "
+        + ", ".join(f"N={n}: {100 * far_by_size[str(n)]:.2g}%" for n in REPORT_SIZES)
+        + f". Measured on the validation people at N={n_sim}: FAR {100 * far_at[0]:.2g}%, DIR "
+        f"{100 * dir_at[0]:.2g}%. "
+        + (
+            "p(t) at this value lies below the impostor pairs measured and is extrapolated from their tail. "
+            if extrapolated and binding.startswith("model")
+            else ""
+        )
+        + "Fitted on people the model never trained on, never on LFW."
+    )
+    return {
+        "value": float(value),
+        "target_far": float(target_far),
+        "reference_gallery_size": int(reference_gallery_size),
+        "source": source,
+        "note": note,
+        "fit": fit,
+    }
 
 
-def validation_identification_threshold(engine, target_far: float = TARGET_FAR,
-                                        reference_gallery_size: int = REFERENCE_GALLERY_SIZE,
-                                        **where: Any) -> dict[str, Any]:
+def validation_identification_threshold(
+    engine, target_far: float = TARGET_FAR, reference_gallery_size: int = REFERENCE_GALLERY_SIZE, **where: Any
+) -> dict[str, Any]:
     """The card entry for an engine's weights, fitted on their validation people."""
     embeddings, labels, described = validation_embeddings(engine, **where)
     seed = int(((engine.meta.get("train") or {}).get("config") or {}).get("seed", 0))
-    return fit_identification_threshold(embeddings, labels, target_far, reference_gallery_size, seed=seed,
-                                        described_as=described)
+    return fit_identification_threshold(
+        embeddings, labels, target_far, reference_gallery_size, seed=seed, described_as=described
+    )
 
 
 def identification_card_entry(engine) -> dict[str, Any] | None:
@@ -358,11 +413,15 @@ def identification_card_entry(engine) -> dict[str, Any] | None:
     try:
         entry = validation_identification_threshold(engine)
     except (OSError, KeyError, ValueError) as exc:
-        print(f"identification threshold not fitted ({exc}); the engine will fall back to the verdict band's "
-              "lower end", file=sys.stderr)
+        print(
+            f"identification threshold not fitted ({exc}); the engine will fall back to the verdict band's lower end",
+            file=sys.stderr,
+        )
         return None
     sim = entry["fit"]["simulation"]
-    print(f"identification threshold: {entry['value']:.4f} for FAR <= {entry['target_far']:g} at N = "
-          f"{entry['reference_gallery_size']} ({entry['fit']['binding']}); validation N = {sim['gallery_size']}: "
-          f"FAR {100 * sim['far_at_value']:.2f}%, DIR {100 * sim['dir_at_value']:.1f}%")
+    print(
+        f"identification threshold: {entry['value']:.4f} for FAR <= {entry['target_far']:g} at N = "
+        f"{entry['reference_gallery_size']} ({entry['fit']['binding']}); validation N = {sim['gallery_size']}: "
+        f"FAR {100 * sim['far_at_value']:.2f}%, DIR {100 * sim['dir_at_value']:.1f}%"
+    )
     return entry

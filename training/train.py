@@ -27,6 +27,7 @@ batch: they count in the distillation terms only.
 
     python -m training.train --distill-weight 2 --relational-weight 1 --singles-per-batch 32 --name distill
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,29 +72,29 @@ class TrainConfig:
     val_fraction: float = 0.05
     p: int = 42
     k: int = 3
-    pairs: str = "mined"            # "mined" (all positives + hardest negatives) or "random"
+    pairs: str = "mined"  # "mined" (all positives + hardest negatives) or "random"
     margin: float = 1.2
     optimizer: str = "adamw"
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 300
-    schedule: str = "cosine"        # "cosine" decay over the run, or "constant" (the seed notebook)
-    steps: int = 0                  # 0: run for `minutes` of wall-clock time instead
+    schedule: str = "cosine"  # "cosine" decay over the run, or "constant" (the seed notebook)
+    steps: int = 0  # 0: run for `minutes` of wall-clock time instead
     minutes: float = 90.0
     eval_every: int = 500
     augment: Augment = field(default_factory=Augment)
     seed: int = 0
     threads: int = 2
-    raw_images: bool = False        # seed preset: un-aligned photos resized, as the notebook did
+    raw_images: bool = False  # seed preset: un-aligned photos resized, as the notebook did
     # Distillation from the teacher's targets (0 = off: the from-scratch recipe).
-    distill_weight: float = 0.0     # direct: each photo's embedding pulled toward the teacher's
+    distill_weight: float = 0.0  # direct: each photo's embedding pulled toward the teacher's
     relational_weight: float = 0.0  # relational: the batch's distance matrix matched to the teacher's
-    distill_target: str = "embedding"   # "embedding" (mirror-averaged teacher view) or "plain"
-    distill_projection: str = "auto"    # "auto": none when the sizes match, else "linear"; or "none" / "linear"
-    distill_centre: bool = False    # centre the targets on the training photos' mean, then renormalise
-    singles_per_batch: int = 0      # photos of single-photo people added to each batch (distillation only)
-    init: str | None = None         # start from these weights (fine-tuning) instead of random ones
-    recipe: str | None = None       # the configs/ file this came from (set by --config)
+    distill_target: str = "embedding"  # "embedding" (mirror-averaged teacher view) or "plain"
+    distill_projection: str = "auto"  # "auto": none when the sizes match, else "linear"; or "none" / "linear"
+    distill_centre: bool = False  # centre the targets on the training photos' mean, then renormalise
+    singles_per_batch: int = 0  # photos of single-photo people added to each batch (distillation only)
+    init: str | None = None  # start from these weights (fine-tuning) instead of random ones
+    recipe: str | None = None  # the configs/ file this came from (set by --config)
 
     @property
     def distills(self) -> bool:
@@ -118,16 +119,32 @@ PRESETS: dict[str, TrainConfig] = {
     # 16 people x 4 photos = 64 anchors, each with one random partner = 64 pairs per batch;
     # 600 steps x 64 pairs ~ the notebook's 100 epochs over its 370 photos.
     "seed": TrainConfig(
-        name="seed", model=ModelConfig(arch="seed", input_size=100, in_channels=1, embedding_size=5,
-                                       normalize=False, mean=0.0, std=1.0),
-        sets=("att_train",), val_fraction=0.0, p=16, k=4, pairs="random", margin=2.0, optimizer="adam",
-        lr=5e-4, weight_decay=0.0, warmup_steps=0, schedule="constant", steps=600, minutes=0, eval_every=0,
+        name="seed",
+        model=ModelConfig(
+            arch="seed", input_size=100, in_channels=1, embedding_size=5, normalize=False, mean=0.0, std=1.0
+        ),
+        sets=("att_train",),
+        val_fraction=0.0,
+        p=16,
+        k=4,
+        pairs="random",
+        margin=2.0,
+        optimizer="adam",
+        lr=5e-4,
+        weight_decay=0.0,
+        warmup_steps=0,
+        schedule="constant",
+        steps=600,
+        minutes=0,
+        eval_every=0,
         augment=NO_AUGMENT,
-        raw_images=True),
+        raw_images=True,
+    ),
 }
 
 
 # -- pairs --------------------------------------------------------------------------------------
+
 
 def mined_pairs(embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """All positive pairs, plus each anchor's hardest (nearest) negative. Returns i, j, y."""
@@ -158,10 +175,16 @@ def random_pairs(labels: torch.Tensor, generator: torch.Generator) -> tuple[torc
     return i, j, (labels[i] != labels[j]).float()
 
 
-def batch_loss(model: TwinNet, x: torch.Tensor, labels: torch.Tensor, config: TrainConfig,
-               generator: torch.Generator, targets: torch.Tensor | None = None,
-               projection: torch.nn.Module | None = None, n_labelled: int | None = None
-               ) -> tuple[torch.Tensor, dict[str, float]]:
+def batch_loss(
+    model: TwinNet,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator,
+    targets: torch.Tensor | None = None,
+    projection: torch.nn.Module | None = None,
+    n_labelled: int | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Embed the batch once (both branches of the twin share the weights), form pairs, score.
 
     The first `n_labelled` photos (all, by default) are the P x K part: the contrastive loss
@@ -179,9 +202,11 @@ def batch_loss(model: TwinNet, x: torch.Tensor, labels: torch.Tensor, config: Tr
     contrastive = contrastive_loss(distance, y, config.margin)
     loss = contrastive
     d = distance.detach()
-    stats = {"contrastive": float(contrastive.detach()),
-             "d_same": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
-             "d_diff": float(d[y == 1].mean()) if (y == 1).any() else float("nan")}
+    stats = {
+        "contrastive": float(contrastive.detach()),
+        "d_same": float(d[y == 0].mean()) if (y == 0).any() else float("nan"),
+        "d_diff": float(d[y == 1].mean()) if (y == 1).any() else float("nan"),
+    }
     if targets is not None and config.distills:
         student = projection(embeddings) if projection is not None else embeddings
         if config.distill_weight > 0:
@@ -214,8 +239,10 @@ def make_projection(config: TrainConfig, teacher_dim: int) -> Projection | None:
         kind = "none" if config.model.embedding_size == teacher_dim else "linear"
     if kind == "none":
         if config.model.embedding_size != teacher_dim:
-            raise ValueError(f"distill_projection 'none' needs the student's embedding size "
-                             f"({config.model.embedding_size}) to equal the teacher's ({teacher_dim})")
+            raise ValueError(
+                f"distill_projection 'none' needs the student's embedding size "
+                f"({config.model.embedding_size}) to equal the teacher's ({teacher_dim})"
+            )
         return None
     if kind != "linear":
         raise ValueError(f"distill_projection must be auto, none or linear, got {kind!r}")
@@ -223,6 +250,7 @@ def make_projection(config: TrainConfig, teacher_dim: int) -> Projection | None:
 
 
 # -- data -------------------------------------------------------------------------------------
+
 
 def load_training_data(config: TrainConfig) -> CropSet:
     sets = known_sets()
@@ -258,6 +286,7 @@ def load_raw(root: Path) -> CropSet:
     from engine.images import load_image
 
     from .data import FolderSet
+
     files = FolderSet("raw", root).files()
     names = sorted({p for p, _ in files})
     crops = np.stack([np.asarray(load_image(path)) for _, path in files])
@@ -267,6 +296,7 @@ def load_raw(root: Path) -> CropSet:
 
 def to_input(crops: np.ndarray, config: TrainConfig, augment: bool, generator: torch.Generator) -> torch.Tensor:
     from engine.model import normalise
+
     x = torch.from_numpy(crops).permute(0, 3, 1, 2).float()
     if augment:
         x = config.augment(x, generator)
@@ -274,6 +304,7 @@ def to_input(crops: np.ndarray, config: TrainConfig, augment: bool, generator: t
 
 
 # -- validation ---------------------------------------------------------------------------------
+
 
 def validation_pairs(labels: np.ndarray, seed: int, max_pairs: int = 3000) -> np.ndarray:
     """Same-person pairs of the held-out people, and as many different-person pairs (i, j, y)."""
@@ -288,8 +319,9 @@ def validation_pairs(labels: np.ndarray, seed: int, max_pairs: int = 3000) -> np
     return np.array([(a, b, 0) for a, b in pos] + [(a, b, 1) for a, b in neg])
 
 
-def embed_all(model: TwinNet, crops: np.ndarray, config: TrainConfig, device: torch.device, flip: bool = True,
-              batch: int = 256) -> np.ndarray:
+def embed_all(
+    model: TwinNet, crops: np.ndarray, config: TrainConfig, device: torch.device, flip: bool = True, batch: int = 256
+) -> np.ndarray:
     """The model's embeddings of these crops, in eval mode, through the engine's own loop
     (engine.model.embed_crops, as FaceEngine.embed_crops): un-augmented, preprocessed by the
     model's config, which is config.model (train() builds the model from it)."""
@@ -309,6 +341,7 @@ def validate(model: TwinNet, crops: np.ndarray, pairs: np.ndarray, config: Train
 
 # -- the loop -------------------------------------------------------------------------------------
 
+
 def lr_at(step: int, progress: float, config: TrainConfig) -> float:
     """Linear warm-up over steps, then a cosine decay over `progress` (0..1 of the run)."""
     if config.warmup_steps and step < config.warmup_steps:
@@ -318,9 +351,17 @@ def lr_at(step: int, progress: float, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
-def train(config: TrainConfig, out: Path | None = None, resume: Path | None = None,
-          run_dir: Path | None = None, device: str | None = None, progress: bool = True,
-          data: CropSet | None = None, targets: np.ndarray | None = None, init: Path | None = None) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    out: Path | None = None,
+    resume: Path | None = None,
+    run_dir: Path | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    data: CropSet | None = None,
+    targets: np.ndarray | None = None,
+    init: Path | None = None,
+) -> dict[str, Any]:
     """Run one recipe; returns its summary (also written to run_dir/summary.json).
 
     data / targets: the crops and the teacher's targets (row for row) instead of the caches.
@@ -328,6 +369,7 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     ones: fine-tuning, e.g. the shipped contrastive model further trained with the teacher.
     """
     from tqdm import tqdm
+
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     dev = pick_device(device)
@@ -368,9 +410,11 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     if projection is not None:
         projection.to(dev)
     params = list(model.parameters()) + (list(projection.parameters()) if projection is not None else [])
-    optimiser = (torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-                 if config.optimizer == "adamw"
-                 else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay))
+    optimiser = (
+        torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        if config.optimizer == "adamw"
+        else torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    )
     generator = torch.Generator().manual_seed(config.seed)
     step, total, history, elapsed_before = 0, config.steps, [], 0.0
     if resume:
@@ -428,16 +472,33 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
         finished = progress_now() >= 1.0
         if config.eval_every and (step % config.eval_every == 0 or finished) and val_pairs is not None:
             last_val = validate(model, val_crops, val_pairs, config, dev)
-            history.append({"step": step, "loss": running, **stats, **last_val,
-                            **{f"{k}_mean": float(np.mean(v[-config.eval_every:])) for k, v in terms.items()},
-                            "minutes": (elapsed_before + time.time() - started) / 60})
+            history.append(
+                {
+                    "step": step,
+                    "loss": running,
+                    **stats,
+                    **last_val,
+                    **{f"{k}_mean": float(np.mean(v[-config.eval_every :])) for k, v in terms.items()},
+                    "minutes": (elapsed_before + time.time() - started) / 60,
+                }
+            )
             bar.set_postfix(loss=f"{running:.4f}", val_acc=f"{last_val['val_acc']:.3f}")
-            torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "step": step,
-                        "total": total, "history": history, "config": asdict(config),
-                        "elapsed": elapsed_before + time.time() - started,
-                        "sampler_rng": sampler.rng, "generator": generator.get_state(), "singles_rng": singles_rng,
-                        "projection": projection.state_dict() if projection is not None else None},
-                       run_dir / "last.pt.tmp")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "step": step,
+                    "total": total,
+                    "history": history,
+                    "config": asdict(config),
+                    "elapsed": elapsed_before + time.time() - started,
+                    "sampler_rng": sampler.rng,
+                    "generator": generator.get_state(),
+                    "singles_rng": singles_rng,
+                    "projection": projection.state_dict() if projection is not None else None,
+                },
+                run_dir / "last.pt.tmp",
+            )
             (run_dir / "last.pt.tmp").replace(run_dir / "last.pt")
             (run_dir / "history.json").write_text(json.dumps(history, indent=1))
         elif step % 20 == 0:
@@ -445,16 +506,25 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
     bar.close()
     minutes = (elapsed_before + time.time() - started) / 60
     model.eval()
-    summary = {"name": config.name, "steps": step, "minutes": round(minutes, 1), "final_loss": running,
-               "loss_first10": float(np.mean(losses[:10])) if losses else None,
-               "loss_last10": float(np.mean(losses[-10:])) if losses else None,
-               "images_seen": step * (config.p * config.k + config.singles_per_batch), "device": str(dev),
-               "threads": config.threads,
-               "terms_first10": {k: float(np.mean(v[:10])) for k, v in terms.items()},
-               "terms_last10": {k: float(np.mean(v[-10:])) for k, v in terms.items()},
-               "train_images": int(len(train_idx)), "train_people": int(len(np.unique(data.labels[train_idx]))),
-               "val": last_val, "history": history, "config": asdict(config),
-               "initialised_from": init_id}
+    summary = {
+        "name": config.name,
+        "steps": step,
+        "minutes": round(minutes, 1),
+        "final_loss": running,
+        "loss_first10": float(np.mean(losses[:10])) if losses else None,
+        "loss_last10": float(np.mean(losses[-10:])) if losses else None,
+        "images_seen": step * (config.p * config.k + config.singles_per_batch),
+        "device": str(dev),
+        "threads": config.threads,
+        "terms_first10": {k: float(np.mean(v[:10])) for k, v in terms.items()},
+        "terms_last10": {k: float(np.mean(v[-10:])) for k, v in terms.items()},
+        "train_images": int(len(train_idx)),
+        "train_people": int(len(np.unique(data.labels[train_idx]))),
+        "val": last_val,
+        "history": history,
+        "config": asdict(config),
+        "initialised_from": init_id,
+    }
     out = Path(out or run_dir / "model.pt")
     summary["model_id"] = save_checkpoint(model, out, train=summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -464,8 +534,10 @@ def train(config: TrainConfig, out: Path | None = None, resume: Path | None = No
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train the twin network with the contrastive loss.")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS))
-    parser.add_argument("--config", help="a recipe: configs/NAME.json by NAME (e.g. shipped, ablations/grey), "
-                                         "or a JSON file; overrides --preset")
+    parser.add_argument(
+        "--config",
+        help="a recipe: configs/NAME.json by NAME (e.g. shipped, ablations/grey), or a JSON file; overrides --preset",
+    )
     parser.add_argument("--name")
     parser.add_argument("--minutes", type=float)
     parser.add_argument("--steps", type=int)
@@ -482,34 +554,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device")
     parser.add_argument("--distill-weight", type=float, help="direct distillation toward the teacher (0 = off)")
     parser.add_argument("--relational-weight", type=float, help="relational distillation (batch distances; 0 = off)")
-    parser.add_argument("--distill-target", choices=["embedding", "plain"],
-                        help="the teacher's mirror-averaged embedding (default) or the photo's alone")
+    parser.add_argument(
+        "--distill-target",
+        choices=["embedding", "plain"],
+        help="the teacher's mirror-averaged embedding (default) or the photo's alone",
+    )
     parser.add_argument("--distill-projection", choices=["auto", "none", "linear"])
-    parser.add_argument("--distill-centre", action="store_true", default=None,
-                        help="centre the teacher's targets on the training mean (spacing that suits the margin)")
-    parser.add_argument("--singles-per-batch", type=int, help="single-photo people added to each batch "
-                                                                "(distillation only)")
+    parser.add_argument(
+        "--distill-centre",
+        action="store_true",
+        default=None,
+        help="centre the teacher's targets on the training mean (spacing that suits the margin)",
+    )
+    parser.add_argument(
+        "--singles-per-batch", type=int, help="single-photo people added to each batch (distillation only)"
+    )
     parser.add_argument("--out", type=Path, help="where the final weights go (default runs/NAME/model.pt)")
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--init", type=Path, help="start from these weights (fine-tune) instead of random ones")
     args = parser.parse_args(argv)
     if args.config:
         from .recipes import resolve
+
         config = TrainConfig.from_dict({**resolve(args.config), "recipe": str(args.config)})
     else:
         config = PRESETS[args.preset]
     if args.resume:
         config = TrainConfig.from_dict(torch.load(args.resume, map_location="cpu", weights_only=False)["config"])
-    model_changes = {k: v for k, v in {"input_size": args.input_size, "embedding_size": args.embedding_size,
-                                       "channels": tuple(args.channels) if args.channels else None,
-                                       "blocks": tuple(args.blocks) if args.blocks else None,
-                                       "in_channels": 1 if args.grey else None}.items() if v is not None}
-    changes = {k: v for k, v in {"name": args.name, "minutes": args.minutes, "steps": args.steps, "pairs": args.pairs,
-                                 "margin": args.margin, "seed": args.seed, "threads": args.threads,
-                                 "distill_weight": args.distill_weight, "relational_weight": args.relational_weight,
-                                 "distill_target": args.distill_target, "distill_projection": args.distill_projection,
-                                 "distill_centre": args.distill_centre,
-                                 "singles_per_batch": args.singles_per_batch}.items() if v is not None}
+    model_changes = {
+        k: v
+        for k, v in {
+            "input_size": args.input_size,
+            "embedding_size": args.embedding_size,
+            "channels": tuple(args.channels) if args.channels else None,
+            "blocks": tuple(args.blocks) if args.blocks else None,
+            "in_channels": 1 if args.grey else None,
+        }.items()
+        if v is not None
+    }
+    changes = {
+        k: v
+        for k, v in {
+            "name": args.name,
+            "minutes": args.minutes,
+            "steps": args.steps,
+            "pairs": args.pairs,
+            "margin": args.margin,
+            "seed": args.seed,
+            "threads": args.threads,
+            "distill_weight": args.distill_weight,
+            "relational_weight": args.relational_weight,
+            "distill_target": args.distill_target,
+            "distill_projection": args.distill_projection,
+            "distill_centre": args.distill_centre,
+            "singles_per_batch": args.singles_per_batch,
+        }.items()
+        if v is not None
+    }
     if model_changes:
         changes["model"] = replace(config.model, **model_changes)
     if args.no_augment:

@@ -5,6 +5,7 @@ service, and hand its results to demo.render; they hold no logic of their own. E
 reach into another tab (Enroll refreshing the Gallery's table) go through `ctx.after_change`,
 which the Gallery tab fills in; `ctx.later` runs once every tab exists.
 """
+
 from __future__ import annotations
 
 import functools
@@ -39,8 +40,8 @@ class TabContext:
     model_id: str
     threshold: float
     card: dict
-    after_change: list[dict] = field(default_factory=list)      # events that refresh the Gallery tab
-    on_load: list[dict] = field(default_factory=list)           # events run when the page opens
+    after_change: list[dict] = field(default_factory=list)  # events that refresh the Gallery tab
+    on_load: list[dict] = field(default_factory=list)  # events run when the page opens
     later: list[Callable[[], None]] = field(default_factory=list)
 
     def picture(self, image) -> str | None:
@@ -68,8 +69,10 @@ def guarded(fn: Callable) -> Callable:
             raise gr.Error(shown(str(exc)), print_exception=False) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error("Something went wrong on our side; the error has been logged. "
-                           "Please try again, or with another photo.", print_exception=False) from None
+            raise gr.Error(
+                "Something went wrong on our side; the error has been logged. Please try again, or with another photo.",
+                print_exception=False,
+            ) from None
 
     return wrapper
 

@@ -1,4 +1,5 @@
 """About: the model card, how accurate the model is, and what happens to the photos."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,12 +35,22 @@ def build(ctx: TabContext) -> None:
         gr.Markdown(card.data_section(ctx.card))
         gr.Markdown(card.accuracy_section(ctx.card, ctx.threshold))
         with gr.Row():
-            for name, label in (("roc.png", "Verification on LFW: ROC curve"),
-                                ("oneshot_openset.png", "Identification: strangers named (FAR) and "
-                                                        "people found (DIR) as the threshold moves")):
+            for name, label in (
+                ("roc.png", "Verification on LFW: ROC curve"),
+                (
+                    "oneshot_openset.png",
+                    "Identification: strangers named (FAR) and people found (DIR) as the threshold moves",
+                ),
+            ):
                 if (RESULTS / name).is_file():
-                    gr.Image(value=str(RESULTS / name), label=label, interactive=False, height=360,
-                             buttons=[], elem_classes="about-plot")
+                    gr.Image(
+                        value=str(RESULTS / name),
+                        label=label,
+                        interactive=False,
+                        height=360,
+                        buttons=[],
+                        elem_classes="about-plot",
+                    )
         gr.Markdown(card.threshold_section(ctx.card, ctx.threshold))
         gr.Markdown(card.limits_section(ctx.card))
         gr.Markdown(PRIVACY)

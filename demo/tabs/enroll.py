@@ -3,6 +3,7 @@
 After a successful enrollment the form is cleared, so the next person's name is never
 enrolled with the previous person's photos.
 """
+
 from __future__ import annotations
 
 import gradio as gr
@@ -24,8 +25,10 @@ def build(ctx: TabContext) -> None:
         if r.failed:
             raise UserError(r.failure_message())
         text = render.enroll_markdown(r.name, len(r.entries), r.refused, r.warnings, len(r.duplicates))
-        shots = [(ctx.files.picture(render.crop_image(crop), entry_id=entry), f"{r.name} · entry {entry} · {label}")
-                 for entry, crop, label in r.entries + r.duplicates]
+        shots = [
+            (ctx.files.picture(render.crop_image(crop), entry_id=entry), f"{r.name} · entry {entry} · {label}")
+            for entry, crop, label in r.entries + r.duplicates
+        ]
         return text, shots, render.enroll_payload(r)
 
     @guarded
@@ -37,26 +40,36 @@ def build(ctx: TabContext) -> None:
         return render.bulk_markdown(summary), summary
 
     with gr.Tab("Enroll", id="enroll"):
-        gr.Markdown("One or more photos of **one** person, alone in each photo. Photos with no face, "
-                    "several faces, or a face too small, blurred, dark or turned away are refused (a poor "
-                    "enrollment makes every later identification worse).", elem_classes="twin-note")
+        gr.Markdown(
+            "One or more photos of **one** person, alone in each photo. Photos with no face, "
+            "several faces, or a face too small, blurred, dark or turned away are refused (a poor "
+            "enrollment makes every later identification worse).",
+            elem_classes="twin-note",
+        )
         name = gr.Textbox(label="Name", max_length=MAX_NAME_LENGTH, elem_id="enroll-name")
         files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="enroll-photos")
         button = gr.Button("Enroll", variant="primary", elem_id="enroll-button")
         result = gr.Markdown(label="Result", elem_id="enroll-result")
-        shots = gr.Gallery(label="Entries made", columns=6, height="auto", interactive=False,
-                           fit_columns=False, object_fit="contain")
+        shots = gr.Gallery(
+            label="Entries made", columns=6, height="auto", interactive=False, fit_columns=False, object_fit="contain"
+        )
         with gr.Accordion("Details (JSON)", open=False):
             details = gr.JSON(label="Enrollment")
-        gr.Examples(examples=[["Serena Williams", example("Serena_Williams_0001.jpg")]],
-                    inputs=[name, files], cache_examples=False,
-                    label="Example: fills the form; press Enroll to add her")
+        gr.Examples(
+            examples=[["Serena Williams", example("Serena_Williams_0001.jpg")]],
+            inputs=[name, files],
+            cache_examples=False,
+            label="Example: fills the form; press Enroll to add her",
+        )
         with gr.Accordion("Many people at once: a zip with one folder per person", open=False):
-            gr.Markdown("Zip a folder that holds **one sub-folder per person, named after them**, with their "
-                        "photos inside (`Ada Lovelace/1.jpg`, `Alan Turing/portrait.png`, ...). At most "
-                        f"{ctx.service.limits.folder.max_photos} photos and {ctx.service.limits.folder.max_people} "
-                        "people per zip. Photos already enrolled are skipped, so an interrupted upload can simply "
-                        "be sent again.", elem_classes="twin-note")
+            gr.Markdown(
+                "Zip a folder that holds **one sub-folder per person, named after them**, with their "
+                "photos inside (`Ada Lovelace/1.jpg`, `Alan Turing/portrait.png`, ...). At most "
+                f"{ctx.service.limits.folder.max_photos} photos and {ctx.service.limits.folder.max_people} "
+                "people per zip. Photos already enrolled are skipped, so an interrupted upload can simply "
+                "be sent again.",
+                elem_classes="twin-note",
+            )
             zip_file = gr.File(label="Zip of people", file_count="single", file_types=[".zip"], elem_id="enroll-zip")
             zip_button = gr.Button("Enroll everyone", variant="primary", elem_id="enroll-zip-button")
             zip_result = gr.Markdown(elem_id="enroll-zip-result")
@@ -65,12 +78,14 @@ def build(ctx: TabContext) -> None:
 
     def wire() -> None:
         done = button.click(lambda: ["", None, None], None, [result, shots, details], **CLEAR).then(
-            enroll, [name, files], [result, shots, details], api_name="enroll")
+            enroll, [name, files], [result, shots, details], api_name="enroll"
+        )
         done.success(lambda: ("", None), None, [name, files], **CLEAR)
         for event in ctx.after_change:
             done = done.then(**event)
         bulk = zip_button.click(lambda: ["", None], None, [zip_result, zip_details], **CLEAR).then(
-            enroll_zip, zip_file, [zip_result, zip_details], api_name="enroll_zip")
+            enroll_zip, zip_file, [zip_result, zip_details], api_name="enroll_zip"
+        )
         bulk.success(lambda: None, None, zip_file, **CLEAR)
         for event in ctx.after_change:
             bulk = bulk.then(**event)

@@ -4,6 +4,7 @@
 Deleting an entry also deletes the picture files the app made of it, so the old thumbnail
 URLs stop serving at once.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,7 +24,7 @@ def build(ctx: TabContext) -> None:
     @guarded
     def people():
         everyone = ctx.service.people()
-        ctx.files.retain(e for p in everyone for e in p.entries)   # deleted elsewhere (the CLI)
+        ctx.files.retain(e for p in everyone for e in p.entries)  # deleted elsewhere (the CLI)
         table = render.people_markdown([(p.name, len(p.entries)) for p in everyone])
         covers = []
         for p in everyone[:MAX_COVERS]:
@@ -32,7 +33,7 @@ def build(ctx: TabContext) -> None:
                 covers.append((thumb, f"{p.name} ({len(p.entries)})"))
         return table, covers, render.people_payload(everyone), gr.update(choices=[p.name for p in everyone])
 
-    def refresh():          # the same as people(), for the page's own refreshes (not an endpoint)
+    def refresh():  # the same as people(), for the page's own refreshes (not an endpoint)
         return people()
 
     @guarded
@@ -62,18 +63,30 @@ def build(ctx: TabContext) -> None:
 
     with gr.Tab("Gallery", id="gallery"):
         table = gr.Markdown(label="Table", elem_id="people-table")
-        covers = gr.Gallery(label="People", columns=8, height=260, interactive=False,
-                            fit_columns=False, object_fit="contain")
+        covers = gr.Gallery(
+            label="People", columns=8, height=260, interactive=False, fit_columns=False, object_fit="contain"
+        )
         refresh_btn = gr.Button("Refresh", size="sm")
         with gr.Accordion("People (JSON)", open=False):
             everyone = gr.JSON(label="People")
         gr.Markdown("### Change")
         with gr.Row():
             person = gr.Dropdown(label="Person", choices=[], value=None, allow_custom_value=True, elem_id="person")
-            entry = gr.Dropdown(label="Entry", choices=[("every entry of this person", "")], value="",
-                                allow_custom_value=True, elem_id="entry")
-        person_shots = gr.Gallery(label="Entries of this person (click one to pick it)", columns=8,
-                                  height=200, interactive=False, fit_columns=False, object_fit="contain")
+            entry = gr.Dropdown(
+                label="Entry",
+                choices=[("every entry of this person", "")],
+                value="",
+                allow_custom_value=True,
+                elem_id="entry",
+            )
+        person_shots = gr.Gallery(
+            label="Entries of this person (click one to pick it)",
+            columns=8,
+            height=200,
+            interactive=False,
+            fit_columns=False,
+            object_fit="contain",
+        )
         with gr.Row():
             new_name = gr.Textbox(label="New name", max_length=MAX_NAME_LENGTH, elem_id="new-name")
             rename_btn = gr.Button("Rename", elem_id="rename-button")
@@ -81,15 +94,16 @@ def build(ctx: TabContext) -> None:
         result = gr.Textbox(label="Result", interactive=False, elem_id="manage-result")  # plain text
 
     outputs = [table, covers, everyone, person]
-    refresh_people: dict[str, Any] = dict(fn=refresh, inputs=None, outputs=outputs, api_visibility="private",
-                                          queue=False)
+    refresh_people: dict[str, Any] = dict(
+        fn=refresh, inputs=None, outputs=outputs, api_visibility="private", queue=False
+    )
     ctx.after_change.append(refresh_people)
 
     refresh_btn.click(people, None, outputs, api_name="people")
     person.change(person_entries, person, [person_shots, entry], api_visibility="private")
     person_shots.select(pick_entry, person, entry, api_visibility="private")
     remove_btn.click(remove, [person, entry], result, api_name="remove").then(**refresh_people).then(
-        person_entries, person, [person_shots, entry], api_visibility="private")
-    rename_btn.click(rename, [person, new_name], [result, person, new_name], api_name="rename").then(
-        **refresh_people)
+        person_entries, person, [person_shots, entry], api_visibility="private"
+    )
+    rename_btn.click(rename, [person, new_name], [result, person, new_name], api_name="rename").then(**refresh_people)
     ctx.on_load.append(refresh_people)

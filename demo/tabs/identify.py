@@ -1,4 +1,5 @@
 """Identify: who is in this photo, from the gallery. Endpoint /identify."""
+
 from __future__ import annotations
 
 import gradio as gr
@@ -14,8 +15,11 @@ def build(ctx: TabContext) -> None:
         result = ctx.service.identify(photo(value, "the photo"))
         found, faces = result.photo, result.faces
         rows = render.identify_rows(faces)
-        labels = [f"{item.number}: " + (render.face_label(item.match.name, item.match.similarity)
-                                        if item.match else render.UNKNOWN) for item in faces]
+        labels = [
+            f"{item.number}: "
+            + (render.face_label(item.match.name, item.match.similarity) if item.match else render.UNKNOWN)
+            for item in faces
+        ]
         colours = [render.CHOSEN if item.match else render.STRANGER for item in faces]
         matches = []
         for item in faces:
@@ -23,8 +27,9 @@ def build(ctx: TabContext) -> None:
                 thumb = ctx.thumbnail(t.entry_id)
                 if thumb is not None:
                     matches.append((thumb, f"face {item.number} → {t.name} · {render.percent(t.similarity)}"))
-        drawn = render.draw_faces(found.image, [f.face.box for f in faces], labels=labels, colours=colours,
-                                  max_side=1000)
+        drawn = render.draw_faces(
+            found.image, [f.face.box for f in faces], labels=labels, colours=colours, max_side=1000
+        )
         details = render.identify_payload(rows, found.found, result.threshold, ctx.model_id)
         return ctx.picture(drawn), render.identify_markdown(rows, found.found), details, matches
 
@@ -33,19 +38,31 @@ def build(ctx: TabContext) -> None:
 
     with gr.Tab("Identify", id="identify"):
         with gr.Row():
-            who_photo = gr.Image(label="Photo", type="filepath", sources=SOURCES, elem_id="identify-photo",
-                                 height=360)
+            who_photo = gr.Image(label="Photo", type="filepath", sources=SOURCES, elem_id="identify-photo", height=360)
             who_drawn = gr.Image(label="Faces found", interactive=False, height=360)
         identify_btn = gr.Button("Identify", variant="primary", elem_id="identify-button")
         who_md = gr.Markdown(label="Faces", elem_id="identify-result")
-        who_top = gr.Gallery(label="Closest enrolled photos", columns=6, height="auto", interactive=False,
-                             fit_columns=False, object_fit="contain")
+        who_top = gr.Gallery(
+            label="Closest enrolled photos",
+            columns=6,
+            height="auto",
+            interactive=False,
+            fit_columns=False,
+            object_fit="contain",
+        )
         with gr.Accordion("Details (JSON)", open=False):
             who_json = gr.JSON(label="Faces")
         outputs = [who_drawn, who_md, who_json, who_top]
-        gr.Examples(examples=[example("Serena_Williams_0002.jpg"), example("two_people.jpg")],
-                    inputs=who_photo, outputs=outputs, fn=identify_example,
-                    run_on_click=True, cache_examples=False, label="Examples: click one to try it")
+        gr.Examples(
+            examples=[example("Serena_Williams_0002.jpg"), example("two_people.jpg")],
+            inputs=who_photo,
+            outputs=outputs,
+            fn=identify_example,
+            run_on_click=True,
+            cache_examples=False,
+            label="Examples: click one to try it",
+        )
 
     identify_btn.click(lambda: [None, "", None, None], None, outputs, **CLEAR).then(
-        identify, who_photo, outputs, api_name="identify", preprocess=False)
+        identify, who_photo, outputs, api_name="identify", preprocess=False
+    )

@@ -8,6 +8,7 @@
 A new store is one module implementing base.VectorStore plus one line in STORES. Stores are
 imported only when chosen, so the default gallery never imports pymilvus.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -15,8 +16,17 @@ from typing import Any
 
 from .base import Caller, Chooser, ExportSource, ReembedJob, Row, VectorStore
 
-__all__ = ["Caller", "ExportSource", "ReembedJob", "Row", "VectorStore", "STORES", "store_for", "open_store",
-           "gallery_exists"]
+__all__ = [
+    "Caller",
+    "ExportSource",
+    "ReembedJob",
+    "Row",
+    "VectorStore",
+    "STORES",
+    "store_for",
+    "open_store",
+    "gallery_exists",
+]
 
 
 def _milvus(location: str) -> bool:

@@ -10,6 +10,7 @@ Everything a store receives is already clean: names as `checks.clean_name` leave
 embeddings as float32 unit vectors of the caller's size, entry ids as positive ints,
 thumbnails as PNG bytes re-encoded by index/thumbnails.py.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -61,9 +62,9 @@ class ReembedJob(Protocol):
 class VectorStore(Protocol):
     """A gallery's data. All methods are thread-safe; reads never wait for a writer."""
 
-    kind: str                   # "faiss", "milvus", ...: what `python -m index` and the app report
-    location: str               # what the user named: a folder, a *.db path, a milvus:// URL
-    directory: Path | None      # the local folder or data directory, None for a server
+    kind: str  # "faiss", "milvus", ...: what `python -m index` and the app report
+    location: str  # what the user named: a folder, a *.db path, a milvus:// URL
+    directory: Path | None  # the local folder or data directory, None for a server
     closed: bool
 
     @staticmethod

@@ -12,7 +12,11 @@ training, and saved under a lock shared with other processes, after taking in th
 so no process writes back vectors another has just deleted.
 
 Every method runs under the store's lock except `_rebuild_in_background`'s build.
+
+(A little over 350 lines: the cache's whole life, open, check, sync, rebuild, save, in one
+place, because the crash-safety argument reads across all of it.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +44,19 @@ INDEX_NAME = "vectors.index"
 
 
 class IndexCache:
-    def __init__(self, directory: Path, reader: Store, caller: Caller, lock: threading.RLock, *,
-                 busy_timeout: float, exact_limit: int, nprobe: int | None, save_every: int, background: bool):
+    def __init__(
+        self,
+        directory: Path,
+        reader: Store,
+        caller: Caller,
+        lock: threading.RLock,
+        *,
+        busy_timeout: float,
+        exact_limit: int,
+        nprobe: int | None,
+        save_every: int,
+        background: bool,
+    ):
         self.directory = directory
         self.path = directory / INDEX_NAME
         self.reader = reader
@@ -53,11 +68,11 @@ class IndexCache:
         self.save_every = max(1, int(save_every))
         self.background = background
         self.index: VectorIndex | None = None
-        self.epoch: str | None = None          # meta 'epoch' the index was built from
-        self.removals: str | None = None       # meta 'removals' as the index reflects it
-        self.n = self.sum = self.max_id = 0    # what the in-memory index holds
-        self.dirty = 0                         # changes since the file was saved
-        self.erase_due = False                 # a removal not yet saved to the file
+        self.epoch: str | None = None  # meta 'epoch' the index was built from
+        self.removals: str | None = None  # meta 'removals' as the index reflects it
+        self.n = self.sum = self.max_id = 0  # what the in-memory index holds
+        self.dirty = 0  # changes since the file was saved
+        self.erase_due = False  # a removal not yet saved to the file
         self.rebuilder: threading.Thread | None = None
         self.closed = False
         remove_stale_temporaries(self.path)
@@ -88,12 +103,12 @@ class IndexCache:
         if self.closed:
             return
         try:
-            if drop:   # embeddings replaced wholesale (adoption, import into an empty gallery, reembed)
+            if drop:  # embeddings replaced wholesale (adoption, import into an empty gallery, reembed)
                 self.meta = self.reader.meta()
                 self.drop()
             if removed:
                 if self.index is None:
-                    self._unlink()   # the old file still holds those vectors
+                    self._unlink()  # the old file still holds those vectors
                 else:
                     self.index.remove(np.asarray(removed, np.int64))  # type: ignore[union-attr]
                     self._recount()
@@ -138,8 +153,11 @@ class IndexCache:
             present = index.ids()
             missing = np.setdiff1d(stored, present, assume_unique=True)
             extra = np.setdiff1d(present, stored, assume_unique=True)
-            ids, vectors = (self.reader.vectors(self.caller.dim, ids=missing) if missing.size
-                            else (np.zeros(0, np.int64), np.zeros((0, self.caller.dim), np.float32)))
+            ids, vectors = (
+                self.reader.vectors(self.caller.dim, ids=missing)
+                if missing.size
+                else (np.zeros(0, np.int64), np.zeros((0, self.caller.dim), np.float32))
+            )
         if extra.size:
             index.remove(extra)
             self.dirty += len(extra)
@@ -160,7 +178,7 @@ class IndexCache:
         if self._needs_rebuild():
             self._schedule_rebuild()
         if save_now or self.erase_due or self.dirty >= max(self.save_every, self.n // 10):
-            self.save(wait=save_now)   # after a removal the file must lose those vectors now
+            self.save(wait=save_now)  # after a removal the file must lose those vectors now
 
     # -- the index ------------------------------------------------------------------------------
     def ensure(self) -> VectorIndex:
@@ -169,8 +187,11 @@ class IndexCache:
             return self.index
         try:
             index, stamp = VectorIndex.load(self.path)
-            if stamp.get("epoch") != self.meta.get("epoch") or stamp.get("model_id") != self.meta.get("model_id") \
-                    or index.dim != self.caller.dim:
+            if (
+                stamp.get("epoch") != self.meta.get("epoch")
+                or stamp.get("model_id") != self.meta.get("model_id")
+                or index.dim != self.caller.dim
+            ):
                 raise IndexFileError("the index file belongs to older embeddings")
         except IndexFileError as exc:
             if self.path.exists():
@@ -182,9 +203,9 @@ class IndexCache:
         if self.nprobe:
             index.nprobe = self.nprobe
         self.dirty = 0
-        self._catch_up(full=True)   # a stale file (say, after kill -9) only lacks the latest changes
+        self._catch_up(full=True)  # a stale file (say, after kill -9) only lacks the latest changes
         self._after_change()
-        return self.index if self.index is not None else self.ensure()   # (dropped by a wholesale change)
+        return self.index if self.index is not None else self.ensure()  # (dropped by a wholesale change)
 
     def _needs_rebuild(self) -> bool:
         index = self.index
@@ -243,7 +264,7 @@ class IndexCache:
                 if epoch != self.meta.get("epoch") or self.index is None:
                     return  # replaced wholesale meanwhile: the next search builds afresh
                 self._install(index, epoch, removals)
-                self._reconcile()   # what was enrolled or removed while it was being built
+                self._reconcile()  # what was enrolled or removed while it was being built
                 self.dirty = max(self.dirty, 1)
                 self.save(wait=False)
         except Exception:
@@ -260,7 +281,7 @@ class IndexCache:
         self.n = self.sum = self.max_id = 0
         self.dirty = 0
         if unlink:
-            self._unlink()   # (a stale file would be refused anyway: its epoch differs)
+            self._unlink()  # (a stale file would be refused anyway: its epoch differs)
 
     # -- the file ---------------------------------------------------------------------------------
     def save(self, *, wait: bool) -> None:
@@ -275,14 +296,17 @@ class IndexCache:
                 if not locked:
                     if wait:
                         self.erase_due = True
-                        log.warning("Could not save the gallery index: another program holds its file. "
-                                    "It will be saved at the next change.")
+                        log.warning(
+                            "Could not save the gallery index: another program holds its file. "
+                            "It will be saved at the next change."
+                        )
                     return
                 self.pull()
                 if self.index is None:
                     return
-                self.index.save(self.path, {"model_id": self.meta.get("model_id"),
-                                            "epoch": self.epoch, "saved": time.time()})
+                self.index.save(
+                    self.path, {"model_id": self.meta.get("model_id"), "epoch": self.epoch, "saved": time.time()}
+                )
             self.dirty = 0
             self.erase_due = False
         except OSError:
@@ -302,8 +326,10 @@ class IndexCache:
             if locked:
                 self.path.unlink(missing_ok=True)
             else:
-                log.warning("Could not delete the gallery's index file (another program holds it); "
-                            "it will be rewritten or refused later.")
+                log.warning(
+                    "Could not delete the gallery's index file (another program holds it); "
+                    "it will be rewritten or refused later."
+                )
 
     @contextmanager
     def _file_lock(self, *, wait: bool) -> Iterator[bool]:

@@ -19,6 +19,7 @@ holds that file, as soon as it can: at the next change or at close).
 (About 400 lines: the protocol's two dozen methods, each a few lines over index/store.py,
 and the transfer helpers; the index cache is apart, in faiss_cache.py.)
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "gallery.db"
 DEFAULT_EMBEDDING_SIZE = 128
-DEFAULT_EXACT_LIMIT = 50_000    # exact search below (about 1 ms a query), IVF above
+DEFAULT_EXACT_LIMIT = 50_000  # exact search below (about 1 ms a query), IVF above
 
 __all__ = ["FaissStore", "DB_NAME", "INDEX_NAME", "DEFAULT_EXACT_LIMIT"]
 
@@ -56,21 +57,30 @@ class FaissStore:
 
     kind = "faiss"
 
-    def __init__(self, location: str | Path, caller: Caller | None = None, *, model_id: str | None = None,
-                 embedding_size: int | None = None, busy_timeout: float = BUSY_TIMEOUT_S,
-                 exact_limit: int = DEFAULT_EXACT_LIMIT, nprobe: int | None = None, save_every: int = 1000,
-                 background: bool = True):
+    def __init__(
+        self,
+        location: str | Path,
+        caller: Caller | None = None,
+        *,
+        model_id: str | None = None,
+        embedding_size: int | None = None,
+        busy_timeout: float = BUSY_TIMEOUT_S,
+        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        nprobe: int | None = None,
+        save_every: int = 1000,
+        background: bool = True,
+    ):
         self.location = str(location)
         self.directory = Path(location)
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)   # faces are personal data:
-        self.db_path = self.directory / DB_NAME                          # owner-only, files too
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)  # faces are personal data:
+        self.db_path = self.directory / DB_NAME  # owner-only, files too
         if not self.db_path.exists():
             self.db_path.touch(mode=0o600)
         self.busy_timeout = float(busy_timeout)
         self.closed = False
-        self._lock = threading.RLock()          # the read connection and the in-memory index
-        self._write_lock = threading.Lock()     # the write connection: one change at a time
-        self._checkpoint_due = False            # a deletion's log not yet truncated
+        self._lock = threading.RLock()  # the read connection and the in-memory index
+        self._write_lock = threading.Lock()  # the write connection: one change at a time
+        self._checkpoint_due = False  # a deletion's log not yet truncated
         self._reader = Store(self.db_path, timeout=self.busy_timeout)
         try:
             self._writer = Store(self.db_path, timeout=self.busy_timeout)
@@ -84,8 +94,17 @@ class FaissStore:
         caller.model_id = caller.model_id if caller.model_id is not None else meta.get("model_id")
         caller.dim = int(caller.dim or meta.get("dim") or DEFAULT_EMBEDDING_SIZE)
         self.caller = caller
-        self.cache = IndexCache(self.directory, self._reader, caller, self._lock, busy_timeout=self.busy_timeout,
-                                exact_limit=exact_limit, nprobe=nprobe, save_every=save_every, background=background)
+        self.cache = IndexCache(
+            self.directory,
+            self._reader,
+            caller,
+            self._lock,
+            busy_timeout=self.busy_timeout,
+            exact_limit=exact_limit,
+            nprobe=nprobe,
+            save_every=save_every,
+            background=background,
+        )
 
     @staticmethod
     def exists(location: str | Path) -> bool:
@@ -93,6 +112,7 @@ class FaissStore:
 
     def _adopt(self, model_id: str | None, dim: int | None) -> None:
         """An empty gallery takes its first user's model id and embedding size."""
+
         def updates(store: Store) -> dict:
             meta, wanted = store.meta(), dict[str, Any]()
             if store.count():
@@ -190,8 +210,14 @@ class FaissStore:
         caller = self.caller
         if meta.get("model_id") == caller.model_id and int(meta.get("dim") or caller.dim) == caller.dim:
             return False
-        adopt = checks.check_model(meta.get("model_id"), int(meta.get("dim") or caller.dim), caller.model_id,
-                                   caller.dim, empty=store.count() == 0, writing=writing)
+        adopt = checks.check_model(
+            meta.get("model_id"),
+            int(meta.get("dim") or caller.dim),
+            caller.model_id,
+            caller.dim,
+            empty=store.count() == 0,
+            writing=writing,
+        )
         if adopt:
             store.set_meta(model_id=caller.model_id, dim=caller.dim, epoch=new_epoch())
         return adopt
@@ -308,8 +334,9 @@ class FaissStore:
         with self._write(erase=replace) as store:
             meta = store.meta()
             empty = replace or store.count() == 0
-            checks.check_import(meta.get("model_id"), int(meta.get("dim") or self.caller.dim), model_id, dim,
-                                empty=empty)
+            checks.check_import(
+                meta.get("model_id"), int(meta.get("dim") or self.caller.dim), model_id, dim, empty=empty
+            )
             if replace:
                 store.delete(list(store.ids()))
             count = 0
@@ -408,4 +435,3 @@ class _Reembed:
             self.store.delete(drop)
         self.store.set_meta(model_id=self.model_id, dim=dim, epoch=new_epoch())
         self.finished = (self.model_id, dim)
-

@@ -42,6 +42,7 @@ backups or a versioned bucket stay until those expire. Milvus Lite drops rows de
 they reach a data file, and otherwise compacts only when data files accumulate, so here
 `vacuum()` rewrites the collection and deletes the old files at once.
 """
+
 from __future__ import annotations
 
 import base64
@@ -73,16 +74,15 @@ TOKEN_ENV = "TWIN_MILVUS_TOKEN"
 DEFAULT_COLLECTION = "twin_gallery"
 DEFAULT_PORT = 19530
 DEFAULT_DIM = 128
-ID_EPOCH_MS = 1_735_689_600_000          # 2025-01-01: ids are (ms since then) << 12 | 12 random bits
-PIECE = 65_000                           # base64 characters per thumbnail piece (VARCHAR: <= 65,535 bytes)
+ID_EPOCH_MS = 1_735_689_600_000  # 2025-01-01: ids are (ms since then) << 12 | 12 random bits
+PIECE = 65_000  # base64 characters per thumbnail piece (VARCHAR: <= 65,535 bytes)
 PIECES = math.ceil(thumbs.MAX_BYTES * 4 / 3 / PIECE) + 8
-MAX_TOPK = 16_384                        # Milvus's limit on one search
-REPLICA_SETTLE_S = 0.05                  # a server: wait this long before the after-insert retry check
-LITE_FLUSH_EVERY = 256                   # Milvus Lite: flush after this many changed rows (see _changed)
+MAX_TOPK = 16_384  # Milvus's limit on one search
+REPLICA_SETTLE_S = 0.05  # a server: wait this long before the after-insert retry check
+LITE_FLUSH_EVERY = 256  # Milvus Lite: flush after this many changed rows (see _changed)
 BATCH = 256
 FIELDS = ("id", "name", "name_key", "enrolled", "model_id", "has_thumbnail", "thumbnail", "vector")
 ROW_FIELDS = ["id", "name", "enrolled", "model_id", "has_thumbnail", "thumbnail"]
-
 
 
 class _QuietLite(logging.Filter):
@@ -97,9 +97,9 @@ class _QuietLite(logging.Filter):
 logging.getLogger("grpc._server").addFilter(_QuietLite())
 
 _lock = threading.Lock()
-_writers: dict[tuple[str, str], threading.Lock] = {}    # one change at a time per collection, per process
-_lite_users: dict[str, int] = {}                        # open Gallery objects per Milvus Lite data directory
-_unflushed: dict[str, int] = {}                         # rows changed since the last flush, per Lite directory
+_writers: dict[tuple[str, str], threading.Lock] = {}  # one change at a time per collection, per process
+_lite_users: dict[str, int] = {}  # open Gallery objects per Milvus Lite data directory
+_unflushed: dict[str, int] = {}  # rows changed since the last flush, per Lite directory
 _last_id = 0
 
 
@@ -113,12 +113,14 @@ class Target:
 
 
 def parse(location: str, collection: str | None = None) -> Target:
-    text = location.strip().split("?", 1)[0]    # (options after "?": see location_options)
+    text = location.strip().split("?", 1)[0]  # (options after "?": see location_options)
     parts = urlsplit(text)
     if parts.scheme.lower() in ("milvus", "http", "https") and parts.netloc:
         if parts.username or parts.password:
-            raise InvalidInput(f"Put the Milvus credentials in ${TOKEN_ENV} (user:password or an API key), "
-                               "not in the gallery location.")
+            raise InvalidInput(
+                f"Put the Milvus credentials in ${TOKEN_ENV} (user:password or an API key), "
+                "not in the gallery location."
+            )
         scheme = "https" if parts.scheme.lower() == "https" else "http"
         port = parts.port or (DEFAULT_PORT if parts.scheme.lower() == "milvus" else None)
         name = collection or parts.path.strip("/") or DEFAULT_COLLECTION
@@ -139,11 +141,17 @@ def location_options(location: str) -> dict[str, str]:
 
 
 def _collection_name(name: str) -> str:
-    ok = name and len(name) <= 200 and (name[0].isalpha() or name[0] == "_") and name.isascii() \
+    ok = (
+        name
+        and len(name) <= 200
+        and (name[0].isalpha() or name[0] == "_")
+        and name.isascii()
         and all(c.isalnum() or c == "_" for c in name)
+    )
     if not ok:
-        raise InvalidInput(f"{name!r} is not a Milvus collection name (letters, digits and _, starting with a "
-                           "letter, at most 200).")
+        raise InvalidInput(
+            f"{name!r} is not a Milvus collection name (letters, digits and _, starting with a letter, at most 200)."
+        )
     return name
 
 
@@ -163,7 +171,7 @@ def name_key(name: str) -> str:
 
 def pieces(png: bytes | None) -> list[str]:
     text = base64.b64encode(png).decode("ascii") if png else ""
-    return [text[i:i + PIECE] for i in range(0, len(text), PIECE)]
+    return [text[i : i + PIECE] for i in range(0, len(text), PIECE)]
 
 
 def unpieces(parts: Iterable[str] | None) -> bytes | None:
@@ -179,8 +187,17 @@ class MilvusStore:
 
     kind = "milvus"
 
-    def __init__(self, location: str, caller: Caller, *, busy_timeout: float = 5.0, index: str | None = None,
-                 collection: str | None = None, consistency: str | None = None, timeout: float = 30.0):
+    def __init__(
+        self,
+        location: str,
+        caller: Caller,
+        *,
+        busy_timeout: float = 5.0,
+        index: str | None = None,
+        collection: str | None = None,
+        consistency: str | None = None,
+        timeout: float = 30.0,
+    ):
         from pymilvus import MilvusClient
 
         self.location = str(location)
@@ -191,7 +208,7 @@ class MilvusStore:
         self.index_type = str(index or written.get("index") or "FLAT").upper()
         self.consistency = consistency or written.get("consistency") or "Strong"
         self.timeout = float(timeout)
-        self.settle = 0.0 if self.target.lite else REPLICA_SETTLE_S   # Milvus Lite: one process, one lock
+        self.settle = 0.0 if self.target.lite else REPLICA_SETTLE_S  # Milvus Lite: one process, one lock
         self.closed = False
         self.directory = Path(self.target.uri) if self.target.lite else None
         if caller.model_id is not None and len(caller.model_id.encode()) > 200:
@@ -234,11 +251,14 @@ class MilvusStore:
         if path.is_file():
             with open(path, "rb") as f:
                 sqlite = f.read(16) == b"SQLite format 3\x00"
-            raise InvalidInput(f"{path} is an SQLite file" + (" (the database inside a folder gallery: pass "
-                               "its folder)" if sqlite else "") + ", not a Milvus Lite gallery.")
+            raise InvalidInput(
+                f"{path} is an SQLite file"
+                + (" (the database inside a folder gallery: pass its folder)" if sqlite else "")
+                + ", not a Milvus Lite gallery."
+            )
         if (path / "gallery.db").is_file():
             raise InvalidInput(f"{path} is a folder gallery (SQLite + FAISS); a *.db location means Milvus Lite.")
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)      # faces are personal data: owner only
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # faces are personal data: owner only
         with _lock:
             _lite_users[str(path)] = _lite_users.get(str(path), 0) + 1
 
@@ -251,7 +271,7 @@ class MilvusStore:
                 _lite_users[self.target.uri] = users
                 return
             _lite_users.pop(self.target.uri, None)
-        try:   # the last Gallery on it: stop the embedded server, so another process may open it
+        try:  # the last Gallery on it: stop the embedded server, so another process may open it
             from milvus_lite import server_manager_instance
 
             server_manager_instance.release_server(self.target.uri)
@@ -260,9 +280,11 @@ class MilvusStore:
 
     def _unreachable(self, exc: BaseException) -> GalleryError:
         if self.target.lite:
-            return GalleryError(f"Milvus Lite cannot open {self.target.uri}: another program has it open "
-                                "(Milvus Lite serves one process at a time; use a Milvus server for several) "
-                                f"({exc}).")
+            return GalleryError(
+                f"Milvus Lite cannot open {self.target.uri}: another program has it open "
+                "(Milvus Lite serves one process at a time; use a Milvus server for several) "
+                f"({exc})."
+            )
         return GalleryError(f"Cannot reach Milvus at {self.target.uri}: {exc}")
 
     # -- the collection ---------------------------------------------------------------------------
@@ -272,7 +294,7 @@ class MilvusStore:
 
         alias = self.target.collection
         known = getattr(self, "_physical", None)
-        if known and not create:   # one call when nothing was switched since
+        if known and not create:  # one call when nothing was switched since
             try:
                 if self.client.describe_alias(alias=alias)["collection_name"] == known:
                     return known, self._dim
@@ -282,14 +304,16 @@ class MilvusStore:
             physical = self.client.describe_alias(alias=alias)["collection_name"]
         else:
             if self.client.has_collection(alias):
-                raise GalleryCorrupt(f"Milvus collection {alias!r} is not a Twin gallery (Twin galleries are an "
-                                     "alias over a collection of their own).") from None
+                raise GalleryCorrupt(
+                    f"Milvus collection {alias!r} is not a Twin gallery (Twin galleries are an "
+                    "alias over a collection of their own)."
+                ) from None
             if not create:
                 raise GalleryError(f"The gallery {alias!r} is gone from Milvus.") from None
             physical = self._create(self.caller.dim or DEFAULT_DIM)
             try:
                 self.client.create_alias(collection_name=physical, alias=alias)
-            except MilvusException:   # another process made it first: use theirs
+            except MilvusException:  # another process made it first: use theirs
                 self.client.drop_collection(physical)
                 physical = self.client.describe_alias(alias=alias)["collection_name"]
         fields = {f["name"]: f for f in self.client.describe_collection(physical)["fields"]}
@@ -311,14 +335,19 @@ class MilvusStore:
         schema.add_field("enrolled", DataType.DOUBLE)
         schema.add_field("model_id", DataType.VARCHAR, max_length=256)
         schema.add_field("has_thumbnail", DataType.BOOL)
-        schema.add_field("thumbnail", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=PIECES,
-                         max_length=PIECE, mmap_enabled=True)   # on a server: kept on disk, not in memory
+        schema.add_field(
+            "thumbnail",
+            DataType.ARRAY,
+            element_type=DataType.VARCHAR,
+            max_capacity=PIECES,
+            max_length=PIECE,
+            mmap_enabled=True,
+        )  # on a server: kept on disk, not in memory
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=int(dim))
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index_type, metric_type="L2")
         index.add_index("name_key", index_type="INVERTED")
-        self.client.create_collection(physical, schema=schema, index_params=index,
-                                      consistency_level=self.consistency)
+        self.client.create_collection(physical, schema=schema, index_params=index, consistency_level=self.consistency)
         return physical
 
     def _switch(self, physical: str, dim: int) -> None:
@@ -374,16 +403,22 @@ class MilvusStore:
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
         return self.client.query(collection or self.target.collection, filter=expr, output_fields=fields, **kwargs)
 
-    def _scan(self, expr: str, fields: list[str], *, collection: str | None = None,
-              batch: int = BATCH) -> Iterator[list[dict]]:
+    def _scan(
+        self, expr: str, fields: list[str], *, collection: str | None = None, batch: int = BATCH
+    ) -> Iterator[list[dict]]:
         """Every matching row, `batch` at a time, in id order: pages of `id > last` asked for
         the way Milvus's query iterator asks (pages in primary-key order)."""
         last = 0
         while True:
             where = f"id > {last}" + (f" and ({expr})" if expr else "")
-            rows = self.client.query(collection or self.target.collection, filter=where, limit=batch,
-                                     output_fields=sorted({"id", *fields}), iterator="True",
-                                     reduce_stop_for_best="True")
+            rows = self.client.query(
+                collection or self.target.collection,
+                filter=where,
+                limit=batch,
+                output_fields=sorted({"id", *fields}),
+                iterator="True",
+                reduce_stop_for_best="True",
+            )
             rows = sorted(rows, key=lambda r: int(r["id"]))
             if rows:
                 yield rows
@@ -397,22 +432,30 @@ class MilvusStore:
     def _stored(self) -> tuple[str | None, int]:
         """(the model of the stored rows, 1 when there are any, else 0): one query."""
         rows = self._query("id > 0", ["model_id"], limit=1)
-        return (rows[0]["model_id"] or None if rows else None), len(rows)   # ("": stored without a model id)
+        return (rows[0]["model_id"] or None if rows else None), len(rows)  # ("": stored without a model id)
 
-    def _row(self, entry_id: int, name: str, enrolled: float, model: str | None, vector: np.ndarray,
-             png: bytes | None) -> dict:
-        return {"id": int(entry_id), "name": name, "name_key": name_key(name), "enrolled": float(enrolled),
-                "model_id": model or "", "has_thumbnail": png is not None, "thumbnail": pieces(png),
-                "vector": np.asarray(vector, np.float32).tolist()}
+    def _row(
+        self, entry_id: int, name: str, enrolled: float, model: str | None, vector: np.ndarray, png: bytes | None
+    ) -> dict:
+        return {
+            "id": int(entry_id),
+            "name": name,
+            "name_key": name_key(name),
+            "enrolled": float(enrolled),
+            "model_id": model or "",
+            "has_thumbnail": png is not None,
+            "thumbnail": pieces(png),
+            "vector": np.asarray(vector, np.float32).tolist(),
+        }
 
     def _insert(self, rows: list[dict], collection: str | None = None) -> None:
         for start in range(0, len(rows), BATCH):
-            self.client.insert(collection or self.target.collection, rows[start:start + BATCH])
+            self.client.insert(collection or self.target.collection, rows[start : start + BATCH])
             self._changed(min(BATCH, len(rows) - start), collection)
 
     def _delete(self, ids: list[int], collection: str | None = None) -> None:
         for start in range(0, len(ids), 1000):
-            self.client.delete(collection or self.target.collection, ids=[int(i) for i in ids[start:start + 1000]])
+            self.client.delete(collection or self.target.collection, ids=[int(i) for i in ids[start : start + 1000]])
             self._changed(min(1000, len(ids) - start), collection)
 
     def _changed(self, rows: int, collection: str | None = None) -> None:
@@ -431,17 +474,22 @@ class MilvusStore:
     def _copies(self, key: str, vector: np.ndarray, since: float) -> list[int]:
         """Ids of recent entries of this name and model that are this very photo."""
         rows = self._query(f'name_key == "{key}" and enrolled >= {float(since)!r}', ["id", "model_id", "vector"])
-        mine = (self.caller.model_id or "")
-        return [int(r["id"]) for r in rows if r["model_id"] == mine
-                and checks.same_photo([(int(r["id"]), np.asarray(r["vector"], np.float32))], vector) is not None]
+        mine = self.caller.model_id or ""
+        return [
+            int(r["id"])
+            for r in rows
+            if r["model_id"] == mine
+            and checks.same_photo([(int(r["id"]), np.asarray(r["vector"], np.float32))], vector) is not None
+        ]
 
     # -- the model ------------------------------------------------------------------------------------
     def check_model(self) -> None:
         with self._reading():
             self._physical, self._dim = self._resolve()
             stored, count = self._stored()
-            checks.check_model(stored, self._dim, self.caller.model_id, self.caller.dim, empty=count == 0,
-                               writing=False)
+            checks.check_model(
+                stored, self._dim, self.caller.model_id, self.caller.dim, empty=count == 0, writing=False
+            )
 
     def stored_model_id(self) -> str | None:
         with self._reading():
@@ -453,7 +501,7 @@ class MilvusStore:
         with self._writing():
             stored, count = self._stored()
             adopt = checks.check_model(stored, self._dim, caller.model_id, caller.dim, empty=count == 0, writing=True)
-            if adopt and self._dim != caller.dim:   # an empty gallery of another size: remade at this one
+            if adopt and self._dim != caller.dim:  # an empty gallery of another size: remade at this one
                 self._switch(self._create(caller.dim), caller.dim)
             key = name_key(name)
             if retry_since is not None and count:
@@ -461,17 +509,18 @@ class MilvusStore:
                 if earlier:
                     return min(earlier)
             row = self._row(0, name, time.time(), caller.model_id, vector, png)
-            (entry,) = new_ids(1)          # drawn at the last moment: ids should follow the inserts' order
+            (entry,) = new_ids(1)  # drawn at the last moment: ids should follow the inserts' order
             row["id"] = entry
             self._insert([row])
-            if count == 0:   # two replicas of different models adopting one empty gallery: one gives way
+            if count == 0:  # two replicas of different models adopting one empty gallery: one gives way
                 other = self._query(f"id != {entry}", ["model_id"], limit=1)
                 if other and other[0]["model_id"] != (caller.model_id or ""):
                     self._delete([entry])
-                    checks.check_model(other[0]["model_id"] or None, self._dim, caller.model_id, caller.dim,
-                                       empty=False, writing=True)
-            if retry_since is not None:   # the same retry taken by another replica at the same moment
-                if self.settle:           # (an insert drawn just before ours may land just after)
+                    checks.check_model(
+                        other[0]["model_id"] or None, self._dim, caller.model_id, caller.dim, empty=False, writing=True
+                    )
+            if retry_since is not None:  # the same retry taken by another replica at the same moment
+                if self.settle:  # (an insert drawn just before ours may land just after)
                     time.sleep(self.settle)
                 first = min(self._copies(key, vector, retry_since), default=entry)
                 if first != entry:
@@ -501,9 +550,13 @@ class MilvusStore:
             if old != new and not merge and self._query(f'name_key == "{name_key(new)}"', ["id"], limit=1):
                 raise checks.already_enrolled(new)
             for start in range(0, len(rows), BATCH):
-                self.client.upsert(self.target.collection, [
-                    self._row(r["id"], new, r["enrolled"], r["model_id"], r["vector"], unpieces(r["thumbnail"]))
-                    for r in rows[start:start + BATCH]])
+                self.client.upsert(
+                    self.target.collection,
+                    [
+                        self._row(r["id"], new, r["enrolled"], r["model_id"], r["vector"], unpieces(r["thumbnail"]))
+                        for r in rows[start : start + BATCH]
+                    ],
+                )
                 self._changed(min(BATCH, len(rows) - start))
             return len(rows)
 
@@ -515,8 +568,15 @@ class MilvusStore:
             copy = self._create(self._dim)
             try:
                 for rows in self._scan("", [*ROW_FIELDS, "vector"]):
-                    self._insert([self._row(r["id"], r["name"], r["enrolled"], r["model_id"], r["vector"],
-                                            unpieces(r["thumbnail"])) for r in rows], copy)
+                    self._insert(
+                        [
+                            self._row(
+                                r["id"], r["name"], r["enrolled"], r["model_id"], r["vector"], unpieces(r["thumbnail"])
+                            )
+                            for r in rows
+                        ],
+                        copy,
+                    )
             except BaseException:
                 self.client.drop_collection(copy)
                 raise
@@ -525,16 +585,20 @@ class MilvusStore:
     # -- reads --------------------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, str, float]]:
         with self._reading():
-            if len(vector) != self._dim:   # the collection was remade at another size since
-                self.check_model()         # ModelMismatch, unless it is empty
+            if len(vector) != self._dim:  # the collection was remade at another size since
+                self.check_model()  # ModelMismatch, unless it is empty
                 if len(vector) != self._dim:
                     return []
             try:
-                hits = self.client.search(self.target.collection, data=[vector.tolist()], limit=min(k, MAX_TOPK),
-                                          output_fields=["name", "model_id"],
-                                          search_params={"metric_type": "L2"})[0]
+                hits = self.client.search(
+                    self.target.collection,
+                    data=[vector.tolist()],
+                    limit=min(k, MAX_TOPK),
+                    output_fields=["name", "model_id"],
+                    search_params={"metric_type": "L2"},
+                )[0]
             except Exception:
-                self.check_model()   # another size since: ModelMismatch says so; else it was something else
+                self.check_model()  # another size since: ModelMismatch says so; else it was something else
                 raise
             models = {h["entity"]["model_id"] for h in hits}
             if models - {self.caller.model_id or ""}:
@@ -569,8 +633,10 @@ class MilvusStore:
                 rows = [r for batch in self._scan("", fields) for r in batch]
             else:
                 rows = self._query(f'name_key == "{name_key(name)}"', fields)
-            return sorted((int(r["id"]), r["name"], float(r["enrolled"]), r["model_id"] or None,
-                           bool(r["has_thumbnail"])) for r in rows)
+            return sorted(
+                (int(r["id"]), r["name"], float(r["enrolled"]), r["model_id"] or None, bool(r["has_thumbnail"]))
+                for r in rows
+            )
 
     def owner(self, entry_id: int) -> str | None:
         with self._reading():
@@ -592,8 +658,14 @@ class MilvusStore:
 
     def _similar(self, name: str) -> list[str]:
         wanted = name.casefold()
-        return sorted({r["name"] for rows in self._scan("", ["name"]) for r in rows
-                       if r["name"].casefold() == wanted and r["name"] != name})
+        return sorted(
+            {
+                r["name"]
+                for rows in self._scan("", ["name"])
+                for r in rows
+                if r["name"].casefold() == wanted and r["name"] != name
+            }
+        )
 
     # -- transfer -------------------------------------------------------------------------------------------
     @contextmanager
@@ -617,7 +689,7 @@ class MilvusStore:
                         self._insert(batch, target)
                         batch = []
                 self._insert(batch, target)
-            except BaseException:   # all or nothing: take back what was added
+            except BaseException:  # all or nothing: take back what was added
                 if target is not None:
                     self.client.drop_collection(target)
                 else:
@@ -648,7 +720,7 @@ class MilvusStore:
         if waited:
             self._write_lock.release()
         if self.target.lite and _unflushed.get(self.target.uri) and getattr(self, "_physical", None):
-            try:   # so that the next start does not replay them into the slow memtable
+            try:  # so that the next start does not replay them into the slow memtable
                 self.client.flush(self._physical)
                 _unflushed[self.target.uri] = 0
             except Exception:  # noqa: BLE001 - they are in Milvus Lite's log anyway
@@ -670,8 +742,14 @@ class _Export:
         fields = ["id", "name", "enrolled", "model_id", "vector"] + (["thumbnail"] if self.thumbnails else [])
         for rows in self.store._scan("", fields):
             for r in rows:
-                yield (int(r["id"]), r["name"], float(r["enrolled"]), r["model_id"] or None,
-                       np.asarray(r["vector"], np.float32), unpieces(r.get("thumbnail")))
+                yield (
+                    int(r["id"]),
+                    r["name"],
+                    float(r["enrolled"]),
+                    r["model_id"] or None,
+                    np.asarray(r["vector"], np.float32),
+                    unpieces(r.get("thumbnail")),
+                )
 
 
 class _Reembed:
@@ -680,8 +758,9 @@ class _Reembed:
     def __init__(self, store: MilvusStore, model_id: str):
         self.store, self.model_id = store, model_id
         self.total = store._count()
-        self.without_thumbnail = sorted(int(r["id"]) for rows in store._scan("has_thumbnail == false", ["id"])
-                                        for r in rows)
+        self.without_thumbnail = sorted(
+            int(r["id"]) for rows in store._scan("has_thumbnail == false", ["id"]) for r in rows
+        )
         self.target: str | None = None
         self.rows: dict[int, dict] = {}
         self.seen: set[int] = set(self.without_thumbnail)
@@ -690,13 +769,17 @@ class _Reembed:
         fields = ["id", "name", "enrolled", "thumbnail"]
         for rows in self.store._scan("has_thumbnail == true", fields, batch=batch):
             yield self._take(rows)
-        while True:   # entries another replica added meanwhile
-            late = [int(r["id"]) for rows in self.store._scan("has_thumbnail == true", ["id"]) for r in rows
-                    if int(r["id"]) not in self.seen]
+        while True:  # entries another replica added meanwhile
+            late = [
+                int(r["id"])
+                for rows in self.store._scan("has_thumbnail == true", ["id"])
+                for r in rows
+                if int(r["id"]) not in self.seen
+            ]
             if not late:
                 return
             for start in range(0, len(late), batch):
-                yield self._take(self.store._query(f"id in {late[start:start + batch]}", fields))
+                yield self._take(self.store._query(f"id in {late[start : start + batch]}", fields))
 
     def _take(self, rows: list[dict]) -> list[tuple[int, bytes]]:
         self.rows = {int(r["id"]): r for r in rows}
@@ -706,8 +789,20 @@ class _Reembed:
     def update(self, vectors: list[tuple[int, np.ndarray]]) -> None:
         if self.target is None:
             self.target = self.store._create(len(vectors[0][1]))
-        self.store._insert([self.store._row(i, self.rows[i]["name"], self.rows[i]["enrolled"], self.model_id, v,
-                                            unpieces(self.rows[i]["thumbnail"])) for i, v in vectors], self.target)
+        self.store._insert(
+            [
+                self.store._row(
+                    i,
+                    self.rows[i]["name"],
+                    self.rows[i]["enrolled"],
+                    self.model_id,
+                    v,
+                    unpieces(self.rows[i]["thumbnail"]),
+                )
+                for i, v in vectors
+            ],
+            self.target,
+        )
 
     def finish(self, dim: int, drop: list[int]) -> None:
         store = self.store
@@ -715,11 +810,14 @@ class _Reembed:
             self.target = store._create(dim)
         kept = {int(r["id"]) for rows in store._scan("", ["id"]) for r in rows}
         made = {int(r["id"]) for rows in store._scan("", ["id"], collection=self.target) for r in rows}
-        store._delete(sorted(made - kept), self.target)      # removed meanwhile
+        store._delete(sorted(made - kept), self.target)  # removed meanwhile
         lost = kept - made - set(drop)
         if lost:
-            log.warning("%d entries added without a thumbnail during the re-embedding were not carried over: %s",
-                        len(lost), sorted(lost)[:20])
+            log.warning(
+                "%d entries added without a thumbnail during the re-embedding were not carried over: %s",
+                len(lost),
+                sorted(lost)[:20],
+            )
         store._switch(self.target, dim)
         self.target = None
         store.caller.model_id, store.caller.dim = self.model_id, dim
