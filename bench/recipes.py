@@ -55,6 +55,23 @@ def measure(label: str, weights: Path) -> dict[str, Any]:
             "seconds": time.monotonic() - started}
 
 
+def teacher_validation() -> dict[str, float]:
+    """The teacher's own figure on the same validation pairs the student runs report: its cached
+    targets of the held-out CelebA people (mirror-averaged, as training sees them; no LFW)."""
+    from training.data import split_by_identity
+    from training.metrics import best_threshold_accuracy, roc_auc
+    from training.train import TrainConfig, load_targets, load_training_data, validation_pairs
+
+    config = TrainConfig()
+    data, targets = load_training_data(config), load_targets(config)
+    _, val_idx = split_by_identity(data, config.val_fraction, config.seed)
+    pairs = validation_pairs(data.labels[val_idx], config.seed)
+    t = targets[val_idx]
+    d = np.linalg.norm(t[pairs[:, 0]] - t[pairs[:, 1]], axis=1)
+    same = pairs[:, 2] == 0
+    return {"val_acc": best_threshold_accuracy(d, same)[0], "val_auc": roc_auc(d, same)}
+
+
 def table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| run | recipe | from | steps / minutes | validation acc / AUC | LFW protocol 10-fold | "
              "at View 1 threshold | LFW product path 10-fold | at View 1 threshold |",
@@ -74,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", required=True, metavar="LABEL=WEIGHTS")
     parser.add_argument("--out", type=Path, default=RESULTS / "recipes.md")
+    parser.add_argument("--teacher", action="store_true", help="also the teacher's validation figure (its targets)")
     args = parser.parse_args(argv)
     runs = [(text.split("=", 1)[0], Path(text.split("=", 1)[1])) for text in args.runs]
     rows = [measure(label, weights) for label, weights in runs]
+    teacher = teacher_validation() if args.teacher else None
     lines = ["# Full training runs side by side", "",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"command: `python bench/recipes.py --runs {' '.join(args.runs)}`",
@@ -84,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
              "LFW (never trained on, chose nothing): View 2 10-fold, and accuracy at the model's own View 1 "
              "threshold; the product path detects and aligns every original photo with `FaceEngine.faces()`.",
              "", *table(rows), ""]
+    if teacher:
+        lines += [f"The teacher (dlib's encoder, training only) on the same validation pairs: "
+                  f"{teacher['val_acc']:.3f} / AUC {teacher['val_auc']:.3f} (its cached targets of those photos).", ""]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
