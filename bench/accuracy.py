@@ -24,20 +24,15 @@ from engine.model import DEFAULT_WEIGHTS  # noqa: E402
 from engine.pipeline import FaceEngine  # noqa: E402
 from engine.settings import DATA_DIR  # noqa: E402
 from training.evaluate import evaluate  # noqa: E402
+from training.recipes import ablations, about  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
-#: name -> (what changes, extra `python -m training.train` arguments). All share one short budget,
-#: so they compare recipes, not training time; the shipped model is the long run of "baseline".
-ABLATIONS: dict[str, tuple[str, list[str]]] = {
-    "baseline": ("shipped recipe: mined pairs, colour 64 px, 128-d, margin 1.2, augmentation", []),
-    "random-pairs": ("the seed's random 50/50 pairs instead of mining", ["--pairs", "random"]),
-    "grey": ("grey input instead of colour", ["--grey"]),
-    "input-48": ("48 px input instead of 64", ["--input-size", "48"]),
-    "embedding-64": ("64-d embedding instead of 128", ["--embedding-size", "64"]),
-    "margin-0.8": ("margin 0.8 instead of 1.2", ["--margin", "0.8"]),
-    "no-augment": ("no augmentation", ["--no-augment"]),
-    "small-backbone": ("channels 16/32/64/128 instead of 32/64/128/256", ["--channels", "16", "32", "64", "128"]),
+#: name -> (what changes, its recipe in configs/). All share one short budget, so they compare
+#: recipes, not training time; "baseline" is the default recipe (the from-scratch one).
+ABLATIONS: dict[str, tuple[str, str]] = {
+    "baseline": (about("default"), "default"),
+    **{name.removeprefix("ablations/"): (about(name), name) for name in ablations()},
 }
 
 
@@ -61,10 +56,10 @@ def train_ablations(minutes: float, names: list[str], parallel: int) -> None:
         while len(running) >= parallel:
             running = [p for p in running if p.poll() is None]
             time.sleep(2)
-        args = [sys.executable, "-m", "training.train", "--name", f"abl-{name}", "--minutes", str(minutes),
-                "--threads", "1", *ABLATIONS[name][1]]
-        log = open(ROOT / "runs" / f"abl-{name}.log", "w")
+        args = [sys.executable, "-m", "training.train", "--config", ABLATIONS[name][1], "--name", f"abl-{name}",
+                "--minutes", str(minutes), "--threads", "1"]
         (ROOT / "runs").mkdir(exist_ok=True)
+        log = open(ROOT / "runs" / f"abl-{name}.log", "w")
         running.append(subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
     for p in running:
         p.wait()
@@ -115,7 +110,7 @@ def main() -> int:
     ]
 
     if not args.no_quality:  # face quality against accuracy (issue 12): also writes quality.md
-        from bench.quality import run as quality_report
+        from quality import run as quality_report  # bench/quality.py, beside this script
         lines += ["", "## Face quality", "", *quality_report(engine)["summary"]]
 
     if args.ablations:
@@ -127,7 +122,7 @@ def main() -> int:
             continue
         summary = json.loads((weights.parent / "summary.json").read_text())
         r = lfw_row(weights)
-        rows.append(f"| {name} | {ABLATIONS[name][0]} | {summary['minutes']} | {summary['steps']} | "
+        rows.append(f"| {name} (`--config {ABLATIONS[name][1]}`) | {ABLATIONS[name][0]} | {summary['minutes']} | {summary['steps']} | "
                     f"{fmt(r['view2_10fold']['mean'])} ± {r['view2_10fold']['std'] * 100:.2f} | {r['roc_auc']:.4f} |")
         print(rows[-1], flush=True)
     if rows:

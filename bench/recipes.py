@@ -41,7 +41,9 @@ def product_path(engine: FaceEngine, threshold: float) -> dict[str, Any]:
             "at_threshold": accuracy_at(distances, same, threshold), "no_face": len(missing)}
 
 
-def measure(label: str, weights: Path) -> dict[str, Any]:
+def measure(label: str, weights: Path, recipe: str | None = None) -> dict[str, Any]:
+    """recipe: the configs/ file that reproduces a checkpoint which recorded none (trained by
+    command-line options before recipes were files)."""
     started = time.monotonic()
     engine = FaceEngine(weights, device="cpu")
     train = engine.meta.get("train", {})
@@ -49,7 +51,8 @@ def measure(label: str, weights: Path) -> dict[str, Any]:
     protocol = evaluate(engine, LFW_DIR, plots=None)
     product = product_path(engine, protocol["threshold"])
     return {"label": label, "weights": weights, "model_id": engine.model_id,
-            "recipe": config.get("recipe") or "(command-line overrides)",
+            "recipe": (f"`{config['recipe']}`" if config.get("recipe")
+                       else f"`{recipe}` (recorded afterwards)" if recipe else "(command line)"),
             "init": train.get("initialised_from"), "steps": train.get("steps"), "minutes": train.get("minutes"),
             "val": train.get("val", {}), "protocol": protocol, "product": product,
             "seconds": time.monotonic() - started}
@@ -79,7 +82,7 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         p, q, v = r["protocol"], r["product"], r["val"]
         lines.append(
-            f"| {r['label']} ({r['model_id']}) | `{r['recipe']}` | {r['init'] or 'scratch'} | "
+            f"| {r['label']} ({r['model_id']}) | {r['recipe']} | {r['init'] or 'scratch'} | "
             f"{r['steps']} / {r['minutes']} | {v.get('val_acc', float('nan')):.3f} / {v.get('val_auc', float('nan')):.3f} | "
             f"{p['view2_10fold']['mean']:.4f} ± {p['view2_10fold']['std']:.4f} | "
             f"{p['view2_accuracy_at_threshold']:.4f} ({p['threshold']:.3f}) | "
@@ -89,12 +92,15 @@ def table(rows: list[dict[str, Any]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", required=True, metavar="LABEL=WEIGHTS")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="LABEL=WEIGHTS[@RECIPE]")
     parser.add_argument("--out", type=Path, default=RESULTS / "recipes.md")
     parser.add_argument("--teacher", action="store_true", help="also the teacher's validation figure (its targets)")
     args = parser.parse_args(argv)
-    runs = [(text.split("=", 1)[0], Path(text.split("=", 1)[1])) for text in args.runs]
-    rows = [measure(label, weights) for label, weights in runs]
+    rows = []
+    for text in args.runs:
+        label, _, rest = text.partition("=")
+        weights, _, recipe = rest.partition("@")
+        rows.append(measure(label, Path(weights), recipe or None))
     teacher = teacher_validation() if args.teacher else None
     lines = ["# Full training runs side by side", "",
              f"- date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
