@@ -117,6 +117,14 @@ def face_label(name: str | None, similarity: float | None) -> str:
     return f"{name} {percent(similarity)}" if similarity is not None else str(name)
 
 
+#: Why a face with a high "closest" similarity can still be unknown (the two thresholds).
+UNKNOWN_NOTE = (
+    "*unknown*: nobody enrolled is close enough to name. Naming asks for a closer match than "
+    "comparing two photos does, and a closer one the more people are enrolled, so that a stranger "
+    "is rarely named as someone; the closest match is shown for reference only."
+)
+
+
 def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
     """A table of the faces in an Identify photo: number, who, similarity.
 
@@ -138,6 +146,8 @@ def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
             who = f"*{UNKNOWN}*"
         sim = percent(row["similarity"]) if row.get("similarity") is not None else "–"
         lines.append(f"| {row['face']} | {who} | {sim} |")
+    if any(row.get("name") is None and row.get("top") for row in rows):
+        lines += ["", UNKNOWN_NOTE]
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 """demo.render: the words, tables and pictures of the app, without a server."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,18 +14,28 @@ SCRIPT = "<script>alert(1)</script>"
 def test_verdict_is_one_of_two_phrases():
     assert render.verdict_words(True) == "same person"
     assert render.verdict_words(False) == "different people"
-    assert [render.verdict_words(v) for v in ("same", "not sure", "different")] == \
-        ["same person", "not sure", "different people"]
+    assert [render.verdict_words(v) for v in ("same", "not sure", "different")] == [
+        "same person",
+        "not sure",
+        "different people",
+    ]
 
 
 def test_not_sure_says_why_and_poor_faces_are_flagged():
-    text = render.compare_markdown("not sure", 0.93, 0.5, 0.928, band=(0.85, 1.0),
-                                   warnings=["The first photo: the face is blurred; use a sharper photo."])
+    text = render.compare_markdown(
+        "not sure",
+        0.93,
+        0.5,
+        0.928,
+        band=(0.85, 1.0),
+        warnings=["The first photo: the face is blurred; use a sharper photo."],
+    )
     assert "Not sure" in text and "0.850–1.000" in text and "blurred" in text
 
 
-@pytest.mark.parametrize("value, text", [(0.0, "0.0%"), (0.8734, "87.3%"), (1.0, "100.0%"),
-                                         (-0.2, "0.0%"), (1.7, "100.0%")])
+@pytest.mark.parametrize(
+    "value, text", [(0.0, "0.0%"), (0.8734, "87.3%"), (1.0, "100.0%"), (-0.2, "0.0%"), (1.7, "100.0%")]
+)
 def test_percent(value, text):
     assert render.percent(value) == text
 
@@ -37,12 +48,15 @@ def test_md_escape_neutralises_html_and_markdown():
     assert render.md_escape('"quoted" & more') == "&quot;quoted&quot; &amp; more"
 
 
-@pytest.mark.parametrize("make", [
-    lambda n: render.people_markdown([(n, 2)]),
-    lambda n: render.identify_markdown([{"face": 1, "name": n, "similarity": 0.9}]),
-    lambda n: render.enroll_markdown(n, 1, [("photo.jpg", f"looks like {n}")], [f"already enrolled as {n}"]),
-    lambda n: render.error_markdown(f"No person named {n}."),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda n: render.people_markdown([(n, 2)]),
+        lambda n: render.identify_markdown([{"face": 1, "name": n, "similarity": 0.9}]),
+        lambda n: render.enroll_markdown(n, 1, [("photo.jpg", f"looks like {n}")], [f"already enrolled as {n}"]),
+        lambda n: render.error_markdown(f"No person named {n}."),
+    ],
+)
 def test_names_are_escaped_everywhere(make):
     text = make(SCRIPT)
     assert "<script>" not in text and "&lt;script&gt;" in text
@@ -59,6 +73,17 @@ def test_identify_markdown_unknown_and_empty():
     text = render.identify_markdown([{"face": 1, "name": None, "similarity": None}])
     assert "unknown" in text
     assert "No face" in render.identify_markdown([])
+    assert render.UNKNOWN_NOTE not in text  # no closest match: nothing to explain
+
+
+def test_an_unknown_face_with_a_close_match_says_why_it_is_not_named():
+    rows = [
+        {"face": 1, "name": None, "similarity": None, "top": [{"name": "Tony Blair", "similarity": 0.953}]},
+        {"face": 2, "name": "Ada", "similarity": 0.99},
+    ]
+    text = render.identify_markdown(rows)
+    assert "(closest: Tony Blair, 95.3%)" in text and text.endswith(render.UNKNOWN_NOTE)
+    assert render.UNKNOWN_NOTE not in render.identify_markdown(rows[1:])
 
 
 def test_face_label():
@@ -94,14 +119,28 @@ def test_side_by_side_and_tile():
 
 def test_the_about_page_reads_the_card_for_people():
     from demo import card
-    model = {"architecture": {"arch": "resnet", "input_size": 64, "embedding_size": 128},
-             "training_data": {"sets": ["celeba_aligned"], "images": 15574, "people": 5441,
-                               "licence": "CelebA: non-commercial research use only"},
-             "lfw": {"view2_10fold": {"mean": 0.9007, "std": 0.01}}, "threshold_source": "LFW View 1",
-             "intended_use": SCRIPT}
-    text = "\n".join([card.model_section(model, "twin-x"), card.data_section(model),
-                      card.accuracy_section(model, 0.928), card.threshold_section(model, 0.928),
-                      card.limits_section(model)])
+
+    model = {
+        "architecture": {"arch": "resnet", "input_size": 64, "embedding_size": 128},
+        "training_data": {
+            "sets": ["celeba_aligned"],
+            "images": 15574,
+            "people": 5441,
+            "licence": "CelebA: non-commercial research use only",
+        },
+        "lfw": {"view2_10fold": {"mean": 0.9007, "std": 0.01}},
+        "threshold_source": "LFW View 1",
+        "intended_use": SCRIPT,
+    }
+    text = "\n".join(
+        [
+            card.model_section(model, "twin-x"),
+            card.data_section(model),
+            card.accuracy_section(model, 0.928),
+            card.threshold_section(model, 0.928),
+            card.limits_section(model),
+        ]
+    )
     assert "64×64" in text and "15,574 photos of 5,441 people" in text and "non\\-commercial" in text
     assert "| LFW View 2, 10-fold (6,000 pairs) | 90.1% ± 1.0% |" in text and "0.928" in text
     assert "<script>" not in text and "input_size" not in text and "{" not in text
@@ -110,16 +149,17 @@ def test_the_about_page_reads_the_card_for_people():
 def test_the_about_page_names_the_teacher_in_words_not_as_a_dict():
     from demo import card
     from training.evaluate import TEACHER_CARD
-    model = {"training_data": {"sets": ["celeba_aligned"]}, "teacher": TEACHER_CARD,
-             "recipe": {"distill_weight": 2.0}}
+
+    model = {"training_data": {"sets": ["celeba_aligned"]}, "teacher": TEACHER_CARD, "recipe": {"distill_weight": 2.0}}
     text = card.data_section(model)
     assert "Teacher (training only)" in text and "dlib" in text and "weight 2.0" in text
     assert "public domain" in text and "{" not in text and "'model'" not in text
     assert "Teacher" not in card.data_section({"training_data": {"sets": ["celeba_aligned"]}, "teacher": None})
 
 
-@pytest.mark.parametrize("name", ["Click https://evil。example/login", "www.evil.example", "mail ann@evil.example",
-                                  "$x^2$ maths"])
+@pytest.mark.parametrize(
+    "name", ["Click https://evil。example/login", "www.evil.example", "mail ann@evil.example", "$x^2$ maths"]
+)
 def test_a_name_never_becomes_a_link_or_maths(name):
     text = render.md_escape(name)
     for raw in ("://", "www.", "@", "$"):
