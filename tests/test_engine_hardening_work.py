@@ -189,7 +189,9 @@ def test_detector_cap_binds_and_keeps_the_best(crowd, monkeypatch):
 
 
 def test_bounded_cascade_equals_facenet_pytorch_below_the_cap(lfw, pair):
-    """Below the cap the cascade is facenet-pytorch's own, to the last bit."""
+    """Below the cap the cascade is facenet-pytorch's own: the same faces, boxes and landmarks to
+    within 1e-3 px (not to the last bit: on a CPU the networks run channels-last, whose
+    convolutions sum in another order)."""
     detector = FaceDetector()
     photos = [load_image(lfw(name, n)) for name, n in
               [("George_W_Bush", 1), ("Serena_Williams", 1), ("Aaron_Eckhart", 1), ("Tony_Blair", 2)]]
@@ -204,8 +206,9 @@ def test_bounded_cascade_equals_facenet_pytorch_below_the_cap(lfw, pair):
             continue
         theirs = np.concatenate([boxes[0], np.asarray(scores[0], np.float32)[:, None]], axis=1)
         order_theirs, order_ours = np.lexsort(theirs[:, :2].T), np.lexsort(ours[0][:, :2].T)
-        assert np.array_equal(theirs[order_theirs], ours[0][order_ours])
-        assert np.array_equal(points[0][order_theirs], our_points[0][order_ours])
+        assert theirs.shape == ours[0].shape
+        assert np.allclose(theirs[order_theirs].astype(np.float32), ours[0][order_ours], rtol=0, atol=1e-3)
+        assert np.allclose(points[0][order_theirs], our_points[0][order_ours], rtol=0, atol=1e-3)
 
 
 def test_batched_crops_equal_one_by_one():
