@@ -108,4 +108,5 @@ $(BENCH_VENV)/.teacher: requirements.txt requirements-bench.txt
 	test -x $(BENCH_PY) || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_PY) -m pip install -r requirements.txt -r requirements-bench.txt
 	$(BENCH_PY) -m pip install --no-deps face_recognition
+	$(BENCH_PY) -m pip install --no-deps --no-build-isolation -e .
 	touch $@

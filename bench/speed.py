@@ -6,7 +6,8 @@ side by side with face_recognition (dlib) when it is importable.
 Side by side with face_recognition, in a separate venv (dlib is not a runtime dependency):
 
     python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements.txt -r requirements-bench.txt \\
-        && .venv-bench/bin/pip install --no-deps face_recognition
+        && .venv-bench/bin/pip install --no-deps face_recognition && .venv-bench/bin/pip install --no-deps -e .
+    (or `make teacher-report`'s venv: `make .venv-bench/.teacher`)
     OMP_NUM_THREADS=1 .venv-bench/bin/python bench/speed.py
 
 Photos are real LFW photos: 250x250 as they are; 512x512 and 1024x768 made by scaling one up
