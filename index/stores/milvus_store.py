@@ -1,6 +1,6 @@
 """The gallery on Milvus: Milvus Lite (a *.db path, embedded) or a Milvus server or cluster
 (milvus://host:19530/collection; https://host/collection for a managed Milvus, with the token
-in $TWIN_MILVUS_TOKEN). About 650 lines in one file on purpose: a second store is one new
+in $TWIN_MILVUS_TOKEN). About 800 lines (ruff-formatted) in one file on purpose: a second store is one new
 file (issue 10), and what makes Milvus safe without transactions (below) reads best in one place.
 
 Milvus is the single source of truth. Each entry is one row: id, name, a hash of the name
