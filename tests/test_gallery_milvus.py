@@ -108,22 +108,38 @@ def test_the_data_directory_is_private_and_ids_fit_javascript(make, faces):
 def test_two_replicas_taking_the_same_retry_keep_one_entry(make, faces, monkeypatch):
     """Four stores with separate write locks, as replicas in other processes would have, enroll
     the same photo under the same name at the same moment: every copy but the smallest id gives
-    way. (Best effort across processes, see milvus_store; run 5 times here.)"""
+    way. The interleaving is pinned, not left to the scheduler: every replica checks for an
+    earlier copy before any inserts, and re-checks only after all have inserted, the worst case
+    the after-insert re-check exists for. (Across real processes an insert may land later than
+    the re-check: best effort, see milvus_store; run 5 times here.)"""
     import index.stores.milvus_store as milvus
 
     galleries = []
     for _ in range(4):
-        monkeypatch.setattr(milvus, "_writers", {})     # each its own lock: replicas in other processes
+        monkeypatch.setattr(milvus, "_writers", {})  # each its own lock: replicas in other processes
         galleries.append(make())
-        galleries[-1].store.settle = milvus.REPLICA_SETTLE_S   # as on a server
-    galleries[0].enroll("someone else", faces["s5_1"].embedding)   # not empty: no adoption path
+        galleries[-1].store.settle = milvus.REPLICA_SETTLE_S  # as on a server
+    galleries[0].enroll("someone else", faces["s5_1"].embedding)  # not empty: no adoption path
+    real_copies = milvus.MilvusStore._copies
     for attempt, key in enumerate(["Tony_Blair_1", "George_W_Bush_1", "Colin_Powell_1", "s5_1", "Tony_Blair_1"]):
         face, name = faces[key], f"person {attempt}"
-        barrier = threading.Barrier(len(galleries))
+        checked, inserted = threading.Barrier(len(galleries), timeout=60), threading.Barrier(len(galleries), timeout=60)
+        calls: dict[int, int] = {}
+
+        def pinned(store, *args, checked=checked, inserted=inserted, calls=calls):
+            me = threading.get_ident()
+            calls[me] = calls.get(me, 0) + 1
+            if calls[me] == 1:  # before inserting: everyone checks, then everyone inserts
+                found = real_copies(store, *args)
+                checked.wait()
+                return found
+            inserted.wait()  # after inserting: everyone's copy has landed before anyone re-checks
+            return real_copies(store, *args)
+
+        monkeypatch.setattr(milvus.MilvusStore, "_copies", pinned)
         results: list = []
 
-        def send(g, face=face, name=name, barrier=barrier, results=results):
-            barrier.wait()
+        def send(g, face=face, name=name, results=results):
             results.append(g.enroll(name, face.embedding, thumbnail=face.crop))
 
         threads = [threading.Thread(target=send, args=(g,)) for g in galleries]
@@ -133,6 +149,7 @@ def test_two_replicas_taking_the_same_retry_keep_one_entry(make, faces, monkeypa
             t.join()
         assert len(set(results)) == 1, (attempt, results)
         assert [e.entry_id for e in galleries[1].entries(name)] == results[:1]
+        assert all(n == 2 for n in calls.values()) and len(calls) == len(galleries)
 
 
 def test_a_reembed_switches_every_reader_at_once(make, faces, engine):
