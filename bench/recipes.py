@@ -17,28 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from product_path import embed_all
+from product_path import view2_scores
 
 from engine import FaceEngine
 from engine.settings import LFW_DIR, ROOT
-from training.evaluate import evaluate, folds_of, parse_pairs, ten_fold_accuracy
-from training.metrics import accuracy_at
+from training.evaluate import evaluate
 
 RESULTS = ROOT / "bench" / "results"
-
-
-def product_path(engine: FaceEngine, threshold: float) -> dict[str, Any]:
-    """View 2 through faces(): 10-fold, and accuracy at `threshold`; a photo without a face
-    makes its pairs "different"."""
-    view2 = parse_pairs(LFW_DIR / "pairs.txt")
-    photos = sorted({p for pair in view2 for p in (pair.a, pair.b)})
-    vectors, missing = embed_all(engine, photos)
-    distances = np.array([np.linalg.norm(vectors[p.a] - vectors[p.b]) if p.a in vectors and p.b in vectors
-                          else 99.0 for p in view2])
-    same = np.array([p.same for p in view2])
-    return {"tenfold": ten_fold_accuracy(distances, same, folds_of(LFW_DIR / "pairs.txt", len(view2))),
-            "at_threshold": accuracy_at(distances, same, threshold), "no_face": len(missing)}
 
 
 def measure(label: str, weights: Path, recipe: str | None = None) -> dict[str, Any]:
@@ -49,7 +34,7 @@ def measure(label: str, weights: Path, recipe: str | None = None) -> dict[str, A
     train = engine.meta.get("train", {})
     config = train.get("config", {})
     protocol = evaluate(engine, LFW_DIR, plots=None)
-    product = product_path(engine, protocol["threshold"])
+    product = view2_scores(engine, protocol["threshold"])
     return {"label": label, "weights": weights, "model_id": engine.model_id,
             "recipe": (f"`{config['recipe']}`" if config.get("recipe")
                        else f"`{recipe}` (recorded afterwards)" if recipe else "(command line)"),
@@ -62,17 +47,12 @@ def teacher_validation() -> dict[str, float]:
     """The teacher's own figure on the same validation pairs the student runs report: its cached
     targets of the held-out CelebA people (mirror-averaged, as training sees them; no LFW)."""
     from training.data import split_by_identity
-    from training.metrics import best_threshold_accuracy, roc_auc
-    from training.train import TrainConfig, load_targets, load_training_data, validation_pairs
+    from training.train import TrainConfig, load_targets, load_training_data, score_pairs, validation_pairs
 
     config = TrainConfig()
     data, targets = load_training_data(config), load_targets(config)
     _, val_idx = split_by_identity(data, config.val_fraction, config.seed)
-    pairs = validation_pairs(data.labels[val_idx], config.seed)
-    t = targets[val_idx]
-    d = np.linalg.norm(t[pairs[:, 0]] - t[pairs[:, 1]], axis=1)
-    same = pairs[:, 2] == 0
-    return {"val_acc": best_threshold_accuracy(d, same)[0], "val_auc": roc_auc(d, same)}
+    return score_pairs(targets[val_idx], validation_pairs(data.labels[val_idx], config.seed))
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:

@@ -332,8 +332,12 @@ def embed_all(
 
 
 def validate(model: TwinNet, crops: np.ndarray, pairs: np.ndarray, config: TrainConfig, device) -> dict[str, float]:
-    e = embed_all(model, crops, config, device)
-    d = np.linalg.norm(e[pairs[:, 0]] - e[pairs[:, 1]], axis=1)
+    return score_pairs(embed_all(model, crops, config, device), pairs)
+
+
+def score_pairs(embeddings: np.ndarray, pairs: np.ndarray) -> dict[str, float]:
+    """Best-threshold accuracy, AUC and that threshold of validation pairs (i, j, y) of embeddings."""
+    d = np.linalg.norm(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]], axis=1)
     same = pairs[:, 2] == 0
     acc, thr = best_threshold_accuracy(d, same)
     return {"val_acc": acc, "val_auc": roc_auc(d, same), "val_threshold": thr}
