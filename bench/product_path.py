@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import FaceEngine
+from engine.align import ALIGNMENT_VERSION
 from engine.settings import CACHE_ROOT, LFW_DIR, ROOT
 from training.evaluate import folds_of, parse_pairs, ten_fold_accuracy
 from training.metrics import accuracy_at, roc_auc
@@ -34,14 +35,14 @@ CHUNK = 8
 DLIB_REFERENCE = "0.984 ± 0.005 (from the accuracy issue's side-by-side run; 0.9825 at its 0.6 threshold)"
 
 
-def detection_key() -> str:
-    """Changes whenever the code between a photo and its aligned crop changes (decoding,
-    detection and its ordering, alignment, settings); the network and the picker of
+def detection_key(engine: FaceEngine) -> str:
+    """Names the crops faces() makes: the detector's version and settings, and the alignment's
+    version (engine.detect.DETECTION_VERSION, engine.align.ALIGNMENT_VERSION). Built from
+    declared versions, not from source bytes, so reformatting the code keeps the cache; a
+    change that moves boxes or landmarks bumps a version. The network and the picker of
     faces() do not change the crop of the most prominent face."""
-    digest = hashlib.sha256()
-    for name in ("images.py", "detect.py", "align.py", "settings.py"):
-        digest.update((ROOT / "engine" / name).read_bytes())
-    return digest.hexdigest()[:12]
+    described = json.dumps([engine.detector.describe(), ALIGNMENT_VERSION], sort_keys=True)
+    return hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
 def product_crops(engine: FaceEngine, photos: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,7 @@ def product_crops(engine: FaceEngine, photos: list[str]) -> tuple[np.ndarray, np
     it is cached once per version of the detection code (.cache/product/faces-KEY.npz) and
     every model is measured by embedding these crops exactly as faces() does.
     """
-    cache = CACHE_ROOT / "product" / f"faces-{detection_key()}.npz"
+    cache = CACHE_ROOT / "product" / f"faces-{detection_key(engine)}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             if list(data["names"]) == photos:

@@ -83,7 +83,7 @@ def compare_markdown(
 ) -> str:
     """The Compare tab's answer: verdict, similarity, distance, which faces, how far to trust it."""
     words = verdict_words(verdict)
-    icon = {SAME: "✅", NOT_SURE: "❔", DIFFERENT: "❌"}[words]
+    icon = {SAME: "✓", NOT_SURE: "?", DIFFERENT: "✗"}[words]
     lines = [
         f"## {icon} {words.capitalize()}",
         f"**Similarity {percent(similarity)}** · distance {distance:.3f} "
@@ -95,7 +95,7 @@ def compare_markdown(
             "wrong about one time in ten or more: treat this pair as undecided, or try other photos."
         )
     for warning in warnings:
-        lines.append(f"⚠️ {md_escape(warning)}")
+        lines.append(f"⚠ {md_escape(warning)}")
     quality_a, quality_b = qualities
     if quality_a is not None and quality_b is not None:
         lines.append(f"Face quality: A {quality_a * 100:.0f}/100 · B {quality_b * 100:.0f}/100")
@@ -107,7 +107,7 @@ def compare_markdown(
 
 def error_markdown(message: str) -> str:
     """A user-caused error as a short, safe paragraph."""
-    return f"⚠️ {md_escape(message)}"
+    return f"⚠ {md_escape(message)}"
 
 
 def face_label(name: str | None, similarity: float | None) -> str:
@@ -173,18 +173,18 @@ def enroll_markdown(
     who = md_escape(name)
     lines = []
     if made:
-        lines.append(f"✅ Enrolled {made} photo{'s' if made != 1 else ''} of **{who}**.")
+        lines.append(f"✓ Enrolled {made} photo{'s' if made != 1 else ''} of **{who}**.")
     elif not already:
-        lines.append(f"❌ Nothing was enrolled for **{who}**.")
+        lines.append(f"✗ Nothing was enrolled for **{who}**.")
     if already:
         lines.append(
-            f"{'- ' if made else '✅ '}{already} photo{'s were' if already != 1 else ' was'} already "
+            f"{'- ' if made else '✓ '}{already} photo{'s were' if already != 1 else ' was'} already "
             f"enrolled as **{who}**; nothing new was added for {'them' if already != 1 else 'it'}."
         )
     for photo, reason in refused:
         lines.append(f"- Refused {md_escape(photo)}: {md_escape(reason)}")
     for warning in warnings:
-        lines.append(f"- ⚠️ {md_escape(warning)}")
+        lines.append(f"- ⚠ {md_escape(warning)}")
     return "\n".join(lines)
 
 
@@ -384,5 +384,5 @@ def bulk_markdown(summary: dict) -> str:
     for item in summary["refused"]:
         lines.append(f"- Refused {md_escape(item['photo'])}: {md_escape(item['reason'])}")
     for warning in summary["warnings"]:
-        lines.append(f"- ⚠️ {md_escape(warning)}")
+        lines.append(f"- ⚠ {md_escape(warning)}")
     return "\n".join(lines)

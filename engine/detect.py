@@ -50,6 +50,10 @@ MIN_SCORE = 0.9
 #: which took 20 s of CPU; an LFW photo needs about 40. With the cap, every face is still found
 #: up to about 250 faces (540 of the 576), in a bounded time.
 MAX_CANDIDATES = 4000
+#: Names this detector's behaviour for caches of its results (bench/product_path.py): bump it
+#: whenever a change to decoding, detection or its ordering could move a box or a landmark.
+#: Settings (sizes, scores, thresholds) are part of such keys separately, so need no bump.
+DETECTION_VERSION = "mtcnn-v2-channels-last"
 #: Crops of one size are resized together in chunks of at most this many float32 values.
 _CROP_CHUNK = 8_000_000
 
@@ -100,6 +104,17 @@ class FaceDetector:
         # MTCNN keeps no state between calls, so threads may share it. On a CPU, separate
         # photos (the two of a compare()) are detected side by side, one per core.
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="detect")
+
+    def describe(self) -> dict[str, object]:
+        """What decides this detector's boxes: its version and settings (a cache key's content)."""
+        return {
+            "version": DETECTION_VERSION,
+            "min_face_size": self.min_face_size,
+            "min_score": self.min_score,
+            "max_side": self.max_side,
+            "thresholds": list(self.thresholds),
+            "max_candidates": self.max_candidates,
+        }
 
     def detect(self, image: Image.Image, deadline: float | None = None) -> list[Detection]:
         """All faces of one RGB image, most prominent first."""

@@ -164,3 +164,19 @@ def test_a_name_never_becomes_a_link_or_maths(name):
     text = render.md_escape(name)
     for raw in ("://", "www.", "@", "$"):
         assert raw not in text
+
+
+def test_status_marks_are_text_glyphs_that_any_font_has():
+    """Emoji such as ✅ need an emoji font: without one (headless browsers, many Linux desktops)
+    the verdict heading showed an empty box. Text marks (✓ ✗ ⚠) are in common fonts."""
+    import unicodedata
+
+    texts = [
+        render.compare_markdown(verdict, 0.9, 0.5, 0.9, band=(0.8, 1.0), warnings=["blurred"])
+        for verdict in ("same", "not sure", "different")
+    ]
+    texts.append(render.error_markdown("bad file"))
+    for text in texts:
+        wide = [c for c in text if unicodedata.east_asian_width(c) == "W" or c == "\ufe0f"]
+        assert not wide, (wide, text)
+    assert texts[0].startswith("## ✓ Same person") and texts[2].startswith("## ✗ Different people")
