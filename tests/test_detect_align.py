@@ -189,3 +189,15 @@ def test_alignment_other_sizes_and_degenerate_landmarks(detector, photo):
     np.testing.assert_allclose(template(64), TEMPLATE_112 * 64 / 112)
     with pytest.raises(ValueError):
         align(photo, np.zeros((5, 2), np.float32))
+
+
+def test_describe_names_what_decides_the_boxes(detector):
+    """Caches of detections (bench/product_path.py) are keyed by describe(): it must change
+    with every setting that moves boxes, and not with anything else."""
+    from engine.detect import DETECTION_VERSION
+
+    described = detector.describe()
+    assert described["version"] == DETECTION_VERSION
+    assert described["min_face_size"] == MIN_FACE_SIZE and described == FaceDetector(device="cpu").describe()
+    for change in ({"min_face_size": 40}, {"min_score": 0.95}, {"thresholds": (0.5, 0.7, 0.7)}, {"max_side": 512}):
+        assert FaceDetector(device="cpu", **change).describe() != described, change
