@@ -164,7 +164,9 @@ def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monk
     weights = tmp_path / "twin.pt"
     shutil.copyfile(DEFAULT_WEIGHTS, weights)
     card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    fitted = {"low": 0.8, "high": 1.0, "source": "validation people (test)", "fit": {"share_not_sure": 0.25}}
+    # a band holding the card's threshold (the engine refuses one that does not)
+    low, high = round(card["threshold"] - 0.2, 3), round(card["threshold"] + 0.1, 3)
+    fitted = {"low": low, "high": high, "source": "validation people (test)", "fit": {"share_not_sure": 0.25}}
     seen = {}
 
     def fake_band(eng, threshold=None, **kwargs):
@@ -177,7 +179,7 @@ def test_the_card_written_after_training_carries_the_band(engine, tmp_path, monk
     evaluate.write_card(weights, result, engine.meta)
     written = json.loads(weights.with_suffix(".json").read_text())
     assert written["verdict_band"] == fitted and "verdict_band_note" in written
-    assert FaceEngine(weights, device="cpu").verdict_band == VerdictBand(0.8, 1.0, "validation people (test)")
+    assert FaceEngine(weights, device="cpu").verdict_band == VerdictBand(low, high, "validation people (test)")
 
 
 def test_a_card_written_without_validation_data_falls_back(engine, tmp_path, monkeypatch):
