@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.identification import IdentificationThreshold
+
 from .render import md_escape
 
 
@@ -135,17 +137,22 @@ def threshold_section(card: dict, threshold: float) -> str:
         f"(chosen on {md_escape(source)}). The *similarity* shown beside it is a calibrated estimate "
         "of how likely the two photos are of one person; 50% sits near the threshold.",
     ]
-    ident = card.get("identification_threshold")
-    if isinstance(ident, (int, float)):
+    ident = IdentificationThreshold.from_card(card)
+    if ident is not None:
+        sizes = ", ".join(f"{t:.3f} with {n:,} people" for n, t in ident.by_gallery_size)
+        target = f" (fitted so that about {ident.target_far:.0%} of strangers are named)" if ident.target_far else ""
+        reference = f" with {ident.reference_gallery_size:,} people enrolled" if ident.reference_gallery_size else ""
         lines.append(
             f"**Identify** names someone from the gallery only when the distance is at most "
-            f"**{ident:.3f}**: stricter, because with many people enrolled a stranger has many "
-            "chances to look like one of them."
+            f"**{ident.value:.3f}**{reference}{target}: stricter than comparing, because with many "
+            "people enrolled a stranger has many chances to look like one of them. The limit depends on "
+            f"the gallery's size{f' ({sizes})' if sizes else ''}; the app uses the one for its own size."
         )
     else:
         lines.append(
-            "**Identify** uses the same threshold. With many people enrolled a stranger has many "
-            "chances to look like one of them: see the open-set figure below."
+            "**Identify**: this card has no fitted identification threshold, so the app names someone "
+            "only within the lower end of the uncertain band, a limit that controls no false-alarm "
+            "rate: with many people enrolled, strangers will be named."
         )
     return "\n\n".join(lines)
 

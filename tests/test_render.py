@@ -180,3 +180,22 @@ def test_status_marks_are_text_glyphs_that_any_font_has():
         wide = [c for c in text if unicodedata.east_asian_width(c) == "W" or c == "\ufe0f"]
         assert not wide, (wide, text)
     assert texts[0].startswith("## ✓ Same person") and texts[2].startswith("## ✗ Different people")
+
+
+def test_the_about_page_states_the_identification_threshold_the_app_uses():
+    """The card stores the identification threshold as a fitted entry (a dict); the About page
+    used to test for a bare number, miss it, and say Identify used the verification threshold."""
+    import json
+
+    from demo import card
+    from engine.identification import IdentificationThreshold
+    from engine.model import DEFAULT_WEIGHTS
+
+    shipped = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    fitted = IdentificationThreshold.from_card(shipped)
+    assert fitted is not None and fitted.by_gallery_size
+    text = card.threshold_section(shipped, shipped["threshold"])
+    assert f"at most **{fitted.value:.3f}** with {fitted.reference_gallery_size:,} people enrolled" in text
+    assert f"{fitted.for_gallery(10):.3f} with 10 people" in text and "same threshold" not in text
+    bare = card.threshold_section({}, 1.0)
+    assert "no fitted identification threshold" in bare and "controls no false-alarm rate" in bare
