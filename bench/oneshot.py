@@ -262,10 +262,8 @@ def far_by_gallery_size(engine, embeddings: np.ndarray, people: Sequence[str], s
         person_photos.setdefault(people[i], []).append(int(i))
     rows = []
     sizes = [(n, r) for n, r in GROWTH_SIZES if n < n_all] + [(n_all, 1)]
-    identification = getattr(engine, "identification", None)
     for n, repeats in sizes:
-        # the threshold the app itself names within for a gallery of n people (demo.service)
-        t_app = float(identification.for_gallery(n)) if hasattr(identification, "for_gallery") else threshold
+        t_app = identification_threshold(engine, n)  # what the app names within for n people (demo.service)
         fars, dirs, app_fars, app_dirs = [], [], [], []
         for r in range(repeats):
             if n == n_all:

@@ -129,7 +129,9 @@ def accuracy_section(card: dict, threshold: float) -> str:
     return "\n\n".join(lines)
 
 
-def threshold_section(card: dict, threshold: float) -> str:
+def threshold_section(card: dict, threshold: float, ident: IdentificationThreshold) -> str:
+    """The two thresholds in words; `ident` is the engine's own (engine.identification), so the
+    page states the limit the app names within, fitted or fallback."""
     source = card.get("threshold_source") or "LFW View 1"
     lines = [
         "## What the threshold means",
@@ -137,8 +139,7 @@ def threshold_section(card: dict, threshold: float) -> str:
         f"(chosen on {md_escape(source)}). The *similarity* shown beside it is a calibrated estimate "
         "of how likely the two photos are of one person; 50% sits near the threshold.",
     ]
-    ident = IdentificationThreshold.from_card(card)
-    if ident is not None:
+    if not ident.fallback:
         sizes = ", ".join(f"{t:.3f} with {n:,} people" for n, t in ident.by_gallery_size)
         target = f" (fitted so that about {ident.target_far:.0%} of strangers are named)" if ident.target_far else ""
         reference = f" with {ident.reference_gallery_size:,} people enrolled" if ident.reference_gallery_size else ""
@@ -151,8 +152,8 @@ def threshold_section(card: dict, threshold: float) -> str:
     else:
         lines.append(
             "**Identify**: this card has no fitted identification threshold, so the app names someone "
-            "only within the lower end of the uncertain band, a limit that controls no false-alarm "
-            "rate: with many people enrolled, strangers will be named."
+            f"only within **{ident.value:.3f}**, a limit that controls no false-alarm rate: with many "
+            "people enrolled, strangers will be named."
         )
     return "\n\n".join(lines)
 

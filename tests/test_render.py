@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from demo import render
+from engine.identification import IdentificationThreshold
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -137,7 +138,7 @@ def test_the_about_page_reads_the_card_for_people():
             card.model_section(model, "twin-x"),
             card.data_section(model),
             card.accuracy_section(model, 0.928),
-            card.threshold_section(model, 0.928),
+            card.threshold_section(model, 0.928, IdentificationThreshold.fallback_for(0.928)),
             card.limits_section(model),
         ]
     )
@@ -188,14 +189,14 @@ def test_the_about_page_states_the_identification_threshold_the_app_uses():
     import json
 
     from demo import card
-    from engine.identification import IdentificationThreshold
     from engine.model import DEFAULT_WEIGHTS
 
     shipped = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     fitted = IdentificationThreshold.from_card(shipped)
     assert fitted is not None and fitted.by_gallery_size
-    text = card.threshold_section(shipped, shipped["threshold"])
+    text = card.threshold_section(shipped, shipped["threshold"], fitted)
     assert f"at most **{fitted.value:.3f}** with {fitted.reference_gallery_size:,} people enrolled" in text
     assert f"{fitted.for_gallery(10):.3f} with 10 people" in text and "same threshold" not in text
-    bare = card.threshold_section({}, 1.0)
-    assert "no fitted identification threshold" in bare and "controls no false-alarm rate" in bare
+    bare = card.threshold_section({}, 1.0, IdentificationThreshold.fallback_for(1.0, 0.8))
+    assert "no fitted identification threshold" in bare and "within **0.800**" in bare
+    assert "controls no false-alarm rate" in bare

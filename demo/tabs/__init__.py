@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from engine import FaceError
+from engine.identification import IdentificationThreshold
 
 from ..files import ResultFiles
 from ..inputs import PhotoInput, is_present, photo_input
@@ -40,6 +41,7 @@ class TabContext:
     model_id: str
     threshold: float
     card: dict
+    identification: IdentificationThreshold  # the engine's: when Identify may name someone
     after_change: list[dict] = field(default_factory=list)  # events that refresh the Gallery tab
     on_load: list[dict] = field(default_factory=list)  # events run when the page opens
     later: list[Callable[[], None]] = field(default_factory=list)
