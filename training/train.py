@@ -94,6 +94,10 @@ class TrainConfig:
     distill_centre: bool = False  # centre the targets on the training photos' mean, then renormalise
     singles_per_batch: int = 0  # photos of single-photo people added to each batch (distillation only)
     init: str | None = None  # start from these weights (fine-tuning) instead of random ones
+    # "bf16": mixed precision (autocast to bfloat16, weights and losses stay float32) with
+    # channels-last tensors: 2.2x faster steps on CPUs with AVX512-BF16 (this one: 0.47 s -> 0.21 s
+    # per 158-photo batch), so a time-budgeted recipe takes twice the steps. "fp32": plain.
+    precision: str = "fp32"
     recipe: str | None = None  # the configs/ file this came from (set by --config)
 
     @property
@@ -191,7 +195,13 @@ def batch_loss(
     sees only them. `targets` (the teacher's unit embeddings, one row per photo) add the
     distillation terms over the whole batch, the single-photo people included.
     """
-    embeddings = model.embed(x)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        embeddings = model.embed(x)
+    # Pairs, distances and losses in float32 whatever the forward pass ran in (renormalised:
+    # a bfloat16 unit vector is unit only to 3 digits).
+    embeddings = embeddings.float()
+    if config.precision == "bf16" and config.model.normalize:
+        embeddings = torch.nn.functional.normalize(embeddings, dim=1)
     n = len(x) if n_labelled is None else n_labelled
     labelled, labels = embeddings[:n], labels[:n]
     if config.pairs == "mined":
@@ -403,6 +413,10 @@ def train(
     if config.singles_per_batch and len(singles) < config.singles_per_batch:
         raise ValueError(f"singles_per_batch {config.singles_per_batch} but only {len(singles)} single-photo people")
     singles_rng = np.random.default_rng(config.seed + 1)
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {config.precision!r}")
+    fast = config.precision == "bf16"
+    layout = torch.channels_last if fast else torch.contiguous_format
     model = build_model(config.model).to(dev)
     init_id = None
     init = init if init is not None else (ROOT / config.init if config.init else None)
@@ -410,6 +424,7 @@ def train(
         start = torch.load(init, map_location="cpu", weights_only=True)
         model.load_state_dict(start["state_dict"])
         init_id = start.get("model_id")
+    model = model.to(memory_format=layout)
     projection = make_projection(config, target_tensor.shape[1]) if config.distills else None
     if projection is not None:
         projection.to(dev)
@@ -459,7 +474,7 @@ def train(
         n_labelled = len(idx)
         if config.singles_per_batch:
             idx = np.concatenate([idx, singles_rng.choice(singles, size=config.singles_per_batch, replace=False)])
-        x = to_input(data.crops[idx], config, True, generator).to(dev)
+        x = to_input(data.crops[idx], config, True, generator).to(dev).contiguous(memory_format=layout)
         labels = torch.as_tensor(data.labels[idx])
         batch_targets = target_tensor[idx].to(dev) if config.distills else None
         loss, stats = batch_loss(model, x, labels, config, generator, batch_targets, projection, n_labelled)
@@ -510,6 +525,7 @@ def train(
     bar.close()
     minutes = (elapsed_before + time.time() - started) / 60
     model.eval()
+    model = model.to(memory_format=torch.contiguous_format)
     summary = {
         "name": config.name,
         "steps": step,
