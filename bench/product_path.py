@@ -5,7 +5,7 @@
 The protocol figures (engine/evaluate.py) embed the cached evaluation crops, where the face
 nearest the centre was aligned (fixed landmarks when none is found). Here every photo of the
 LFW pairs goes through the product as a user's photo would: `FaceEngine.faces(path)`, the
-most prominent face (largest, then nearest the centre), no fallback. A photo with no face
+most prominent face (largest inside the photo, then nearest the centre), no fallback. A photo with no face
 found makes its pairs count as answered "different". View 2 10-fold accuracy, and accuracy at
 the model's own shipped threshold (fitted on View 1). Several weights are measured side by
 side in one run; the crops faces() returns are cached once (they do not depend on the weights),

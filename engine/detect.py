@@ -53,7 +53,7 @@ MAX_CANDIDATES = 4000
 #: Names this detector's behaviour for caches of its results (bench/product_path.py): bump it
 #: whenever a change to decoding, detection or its ordering could move a box or a landmark.
 #: Settings (sizes, scores, thresholds) are part of such keys separately, so need no bump.
-DETECTION_VERSION = "mtcnn-v2-channels-last"
+DETECTION_VERSION = "mtcnn-v3-visible-area"
 #: Crops of one size are resized together in chunks of at most this many float32 values.
 _CROP_CHUNK = 8_000_000
 
@@ -330,21 +330,35 @@ def _in_batches(
     return tuple(torch.cat(v, dim=0) for v in zip(*outputs))
 
 
-def sort_by_prominence(detections: list[Detection], size: tuple[int, int]) -> list[Detection]:
-    """Largest face first; among faces of nearly the same size (within 10%), nearest the centre.
+def visible_area(box: np.ndarray, size: tuple[int, int]) -> float:
+    """The part of a face box inside the photo.
 
-    Faces are grouped greedily from the largest down: a face joins the current group when its
-    side is within 10% of the group's largest (fixed bins would split near-equal faces that
-    happen to straddle a bin edge, putting a corner face before a centred one).
+    MTCNN extends the box of a face cut by the photo's border beyond the border (to where the
+    whole face would be): a half-visible face at the edge gets a box larger than the face in
+    the middle of the picture. What a person sees, and what can be aligned, is the part inside.
+    """
+    x1, x2 = np.clip([box[0], box[2]], 0, size[0])
+    y1, y2 = np.clip([box[1], box[3]], 0, size[1])
+    return float(max(x2 - x1, 0.0) * max(y2 - y1, 0.0))
+
+
+def sort_by_prominence(detections: list[Detection], size: tuple[int, int]) -> list[Detection]:
+    """Largest visible face first; among faces of nearly the same size (within 10%), nearest the centre.
+
+    Size is the box's area inside the photo (visible_area), not the box MTCNN extrapolates past
+    the border. Faces are grouped greedily from the largest down: a face joins the current group
+    when its side is within 10% of the group's largest (fixed bins would split near-equal faces
+    that happen to straddle a bin edge, putting a corner face before a centred one).
     """
     cx, cy = size[0] / 2.0, size[1] / 2.0
 
     def centre(d: Detection) -> float:
         return float(((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)
 
+    areas = {id(d): visible_area(d.box, size) for d in detections}
     groups: list[list[Detection]] = []
-    for d in sorted(detections, key=lambda d: -d.area):
-        if groups and np.sqrt(max(d.area, 0.0)) * 1.1 >= np.sqrt(max(groups[-1][0].area, 0.0)):
+    for d in sorted(detections, key=lambda d: -areas[id(d)]):
+        if groups and np.sqrt(areas[id(d)]) * 1.1 >= np.sqrt(areas[id(groups[-1][0])]):
             groups[-1].append(d)
         else:
             groups.append([d])

@@ -159,8 +159,8 @@ class FaceEngine:
     def faces(self, image: ImageSource, max_faces: int | None = None, deadline: float | None = None) -> FaceList:
         """Every face in the photo, most prominent first; [] when there is none.
 
-        max_faces: keep (align and embed) only this many most prominent faces (largest
-        first; among faces of about the same size, nearest the centre); the result's `found`
+        max_faces: keep (align and embed) only this many most prominent faces (largest inside
+        the photo first; among faces of about the same size, nearest the centre); the result's `found`
         still counts every face found. None: no cap.
         deadline: a time.monotonic() value; when it has passed between two stages (within
         detection, after detection, before embedding), TooMuchWork is raised.

@@ -8,7 +8,7 @@ from PIL import Image
 
 from engine import load_image
 from engine.align import CROP_SIZE, TEMPLATE_112, align, estimate_transform, template
-from engine.detect import MIN_FACE_SIZE, Detection, FaceDetector, sort_by_prominence
+from engine.detect import MIN_FACE_SIZE, Detection, FaceDetector, sort_by_prominence, visible_area
 
 # Photos checked to hold exactly one face, frontal enough for the landmark checks below.
 LFW_FACES = [("George_W_Bush", 1), ("Colin_Powell", 1), ("Tony_Blair", 2), ("Aaron_Eckhart", 1)]
@@ -87,6 +87,27 @@ def test_prominence_order_rules():
     middle = det(175, 175, 50)                                # smaller, though central: last
     assert ids(sort_by_prominence([left, middle, right], size)) == ids([right, left, middle])
     assert sort_by_prominence([], size) == []
+    # A face cut by the border: MTCNN's box runs past the edge (here 90 px wide, 40 inside).
+    cut = det(-50, 170, 90)
+    assert ids(sort_by_prominence([cut, centred], size)) == ids([centred, cut])
+    assert visible_area(cut.box, size) == 40 * 90
+
+
+def test_a_face_cut_by_the_border_is_not_the_most_prominent(detector, lfw):
+    """A real photo: the subject in the middle, someone half outside the left edge.
+
+    MTCNN's box for the cut face runs past the border and is the larger box (123 px against
+    92); the face a person sees as the photo's subject, and the one that can be aligned, is
+    the whole one in the middle: it comes first.
+    """
+    photo = load_image(lfw("Andre_Agassi", 1))
+    faces = detector.detect(photo)
+    assert len(faces) == 2
+    cut = max(faces, key=lambda f: f.area)
+    assert cut.box[0] < 0, "the photo's cut face has a box that runs past the border"
+    assert faces[0] is not cut
+    assert inside(faces[0].box, (60, 50, 190, 200))
+    assert visible_area(cut.box, photo.size) < faces[0].area < cut.area
 
 
 def test_no_face_in_blank_or_noise(detector):
