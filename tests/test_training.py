@@ -75,10 +75,12 @@ def att_people(data_dir):
                    [p for p, k in zip(crops.paths, keep) if k], crops.found[keep])
 
 
-def test_short_training_lowers_the_loss_and_separates_people(att_people, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_short_training_lowers_the_loss_and_separates_people(att_people, tmp_path, precision):
+    """bf16: mixed precision (the forward pass in bfloat16) learns as well, and ships float32 weights."""
     config = TrainConfig(name="test", model=ModelConfig(channels=(8, 16, 32, 32), embedding_size=32, input_size=32),
                          sets=("att_train",), val_fraction=0.0, p=8, k=4, lr=3e-3, warmup_steps=5, steps=80,
-                         minutes=0, eval_every=0, threads=1, seed=0)
+                         minutes=0, eval_every=0, threads=1, seed=0, precision=precision)
     torch.manual_seed(0)
     from engine.model import build_model
     before_model = build_model(config.model).eval()
@@ -86,6 +88,8 @@ def test_short_training_lowers_the_loss_and_separates_people(att_people, tmp_pat
     from engine.model import load_checkpoint
     model, meta = load_checkpoint(tmp_path / "m.pt", device="cpu")
     assert meta["model_id"].startswith("twin-") and meta["train"]["steps"] == 80
+    saved = torch.load(tmp_path / "m.pt", map_location="cpu", weights_only=True)["state_dict"]
+    assert all(t.dtype in (torch.float32, torch.int64) and t.is_contiguous() for t in saved.values())
 
     def separation(net):
         e = embed_all(net, att_people.crops, config, torch.device("cpu"))
@@ -99,6 +103,11 @@ def test_short_training_lowers_the_loss_and_separates_people(att_people, tmp_pat
     assert same_after < diff_after * 0.6, (same_after, diff_after)
     assert (diff_after - same_after) > (diff_before - same_before) + 0.2
     assert summary["loss_last10"] < 0.6 * summary["loss_first10"], summary
+
+
+def test_an_unknown_precision_is_refused_with_the_recipe():
+    with pytest.raises(ValueError, match="precision must be fp32 or bf16, got 'fp16'"):
+        TrainConfig.from_dict({"name": "test", "precision": "fp16"})
 
 
 def test_seed_preset_is_the_notebook_recipe():

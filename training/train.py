@@ -100,6 +100,10 @@ class TrainConfig:
     precision: str = "fp32"
     recipe: str | None = None  # the configs/ file this came from (set by --config)
 
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+
     @property
     def distills(self) -> bool:
         return self.distill_weight > 0 or self.relational_weight > 0
@@ -413,8 +417,6 @@ def train(
     if config.singles_per_batch and len(singles) < config.singles_per_batch:
         raise ValueError(f"singles_per_batch {config.singles_per_batch} but only {len(singles)} single-photo people")
     singles_rng = np.random.default_rng(config.seed + 1)
-    if config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be fp32 or bf16, got {config.precision!r}")
     fast = config.precision == "bf16"
     layout = torch.channels_last if fast else torch.contiguous_format
     model = build_model(config.model).to(dev)
