@@ -134,7 +134,7 @@ def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
     found = len(rows) if found is None else max(found, len(rows))
     head = f"Found {found} face{'s' if found != 1 else ''}."
     if found > len(rows):
-        head += f" The {len(rows)} largest are matched and boxed; crop the photo to see the others."
+        head += f" The {len(rows)} most prominent are matched and boxed; crop the photo to see the others."
     lines = [head, "", "| face | who | similarity |", "|---|---|---|"]
     for row in rows:
         if row.get("name") is not None:

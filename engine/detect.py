@@ -53,6 +53,9 @@ MAX_CANDIDATES = 4000
 #: Names this detector's behaviour for caches of its results (bench/product_path.py): bump it
 #: whenever a change to decoding, detection or its ordering could move a box or a landmark.
 #: Settings (sizes, scores, thresholds) are part of such keys separately, so need no bump.
+#: The training-set crop caches (training/data.py) are keyed by alignment and policy only: they
+#: detect on a black-padded canvas where boxes rarely pass the border, and rebuilding them means
+#: rebuilding the teacher's targets (about an hour of CPU), so a bump leaves them as they are.
 DETECTION_VERSION = "mtcnn-v3-visible-area"
 #: Crops of one size are resized together in chunks of at most this many float32 values.
 _CROP_CHUNK = 8_000_000
@@ -263,7 +266,12 @@ class FaceDetector:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * scale
         scores = np.asarray(scores, dtype=np.float32).reshape(-1)
         points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) * scale
-        keep = (scores >= self.min_score) & ((boxes[:, 2] - boxes[:, 0]) >= self.min_face_size)
+        keep = (
+            (scores >= self.min_score)
+            & ((boxes[:, 2] - boxes[:, 0]) >= self.min_face_size)
+            & np.isfinite(boxes).all(axis=1)
+            & np.isfinite(points).all(axis=(1, 2))
+        )
         detections = [Detection(boxes[i], float(scores[i]), points[i]) for i in np.flatnonzero(keep)]
         return sort_by_prominence(detections, size)
 

@@ -28,7 +28,7 @@ MAX_FACE_NUMBER = 10_000
 #: The engine's wording; fields: {which} (the photo, as the caller names it), {number} (asked
 #: for), {found} (faces the detector found), {kept} (faces that can be picked: fewer than
 #: found when a max_faces cap cut the list), {s} ("" for one face found, else "s") and
-#: {shown} (" (the 3 largest can be picked)" when capped, else "").
+#: {shown} (" (the 3 most prominent can be picked)" when capped, else "").
 NO_FACE = "No face was found in the {which} photo."
 NO_SUCH_FACE = "The {which} photo has {found} face(s){shown}; there is no face number {number}."
 
@@ -97,7 +97,7 @@ def pick_face(
         "found": count,
         "kept": kept,
         "s": "" if count == 1 else "s",
-        "shown": f" (the {kept} largest can be picked)" if count > kept else "",
+        "shown": f" (the {kept} most prominent can be picked)" if count > kept else "",
     }
     if not count or not kept:
         raise NoFaceFound(no_face.format(**fields), which=which, number=number, found=count)

@@ -135,7 +135,7 @@ def test_a_crowd_photo_is_cut_to_the_cap_and_its_true_count_said(client, tmp_pat
     grid.save(path, quality=95)
     _, table, found, _ = client.predict(handle_file(str(path)), api_name="/identify")
     assert found["faces_found"] > 20 and len(found["faces"]) == 20
-    assert f"Found {found['faces_found']} faces" in table and "The 20 largest" in table
+    assert f"Found {found['faces_found']} faces" in table and "The 20 most prominent" in table
 
 
 # -- 5. the picture cache --------------------------------------------------------------------

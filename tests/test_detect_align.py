@@ -68,7 +68,7 @@ def test_most_prominent_first_when_two_faces_are_tiled(detector, lfw, big_on_lef
     assert len(faces) >= 2
     assert inside(faces[0].box, big_region, slack=10)
     assert any(inside(f.box, small_region, slack=10) for f in faces[1:])
-    areas = [f.area for f in faces]
+    areas = [visible_area(f.box, picture.size) for f in faces]
     assert areas[0] == max(areas)
 
 
@@ -87,10 +87,26 @@ def test_prominence_order_rules():
     middle = det(175, 175, 50)                                # smaller, though central: last
     assert ids(sort_by_prominence([left, middle, right], size)) == ids([right, left, middle])
     assert sort_by_prominence([], size) == []
-    # A face cut by the border: MTCNN's box runs past the edge (here 90 px wide, 40 inside).
-    cut = det(-50, 170, 90)
-    assert ids(sort_by_prominence([cut, centred], size)) == ids([centred, cut])
-    assert visible_area(cut.box, size) == 40 * 90
+
+    # Faces cut by the border: MTCNN's box runs past the edge; prominence counts the part inside.
+    # A wide photo (600 x 300), so that swapping width and height would show.
+    wide = (600, 300)
+    subject = det(270, 120, 60)                      # 60 x 60, in the middle
+    cut_left = det(-60, 100, 90)                     # 90 px box, 30 x 90 inside: side ~52
+    cut_bottom = det(100, 250, 90)                   # 90 px box, 90 x 50 inside: side ~67, cut
+    big_cut = det(520, 50, 120)                      # 120 px box, 80 x 120 inside: side ~98
+    outside = det(650, 20, 80)                       # wholly outside: nothing visible
+    assert visible_area(cut_left.box, wide) == 30 * 90
+    assert visible_area(cut_bottom.box, wide) == 90 * 50
+    assert visible_area(outside.box, wide) == 0
+    assert ids(sort_by_prominence([cut_left, subject], wide)) == ids([subject, cut_left])
+    # a cut face whose visible part is clearly larger still comes first; nothing visible, last
+    assert ids(sort_by_prominence([outside, cut_left, subject, big_cut], wide)) == ids(
+        [big_cut, subject, cut_left, outside])
+    # measured against the real sides: cut at the bottom of a 300-high photo (in a 300 x 600
+    # one it would be whole, and the largest)
+    assert ids(sort_by_prominence([subject, cut_bottom], wide))[0] == id(cut_bottom)
+    assert visible_area(cut_bottom.box, (300, 600)) == 90 * 90
 
 
 def test_a_face_cut_by_the_border_is_not_the_most_prominent(detector, lfw):

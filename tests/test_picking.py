@@ -60,7 +60,7 @@ def test_no_face_and_no_such_face_are_one_error_with_the_engines_words():
 def test_a_capped_list_counts_every_face_but_offers_only_the_kept_ones():
     with pytest.raises(NoFaceFound) as exc:
         pick_face(faces(2, found=5), 3, "first")
-    assert str(exc.value) == "The first photo has 5 face(s) (the 2 largest can be picked); there is no face number 3."
+    assert str(exc.value) == "The first photo has 5 face(s) (the 2 most prominent can be picked); there is no face number 3."
     assert exc.value.found == 5
     assert pick_face(["a", "b"], 2, "A", found=9) == "b"
 
@@ -77,7 +77,7 @@ def test_each_surface_keeps_its_own_words():
     assert message(3, faces(2), which="A", **app) == "Photo A has 2 faces; there is no face 3."
     assert message(2, faces(1), which="A", **app) == "Photo A has 1 face; there is no face 2."
     assert message(3, faces(2, found=4), which="A", **app) == (
-        "Photo A has 4 faces (the 2 largest can be picked); there is no face 3.")
+        "Photo A has 4 faces (the 2 most prominent can be picked); there is no face 3.")
     cli = {"no_face": index_cli.NO_FACE, "no_such_face": index_cli.NO_SUCH_FACE}
     assert message(1, faces(0), which="wall.png", **cli) == "wall.png: no face found."
     assert message(3, faces(1), which="a.jpg", **cli) == "a.jpg: has 1 face(s); there is no face 3."

@@ -591,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--singles-per-batch", type=int, help="single-photo people added to each batch (distillation only)"
     )
+    parser.add_argument(
+        "--precision", choices=["fp32", "bf16"], help="bf16: mixed precision, ~2x faster on CPUs with AVX512-BF16"
+    )
     parser.add_argument("--out", type=Path, help="where the final weights go (default runs/NAME/model.pt)")
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--init", type=Path, help="start from these weights (fine-tune) instead of random ones")
@@ -630,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "distill_projection": args.distill_projection,
             "distill_centre": args.distill_centre,
             "singles_per_batch": args.singles_per_batch,
+            "precision": args.precision,
         }.items()
         if v is not None
     }
