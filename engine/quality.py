@@ -171,7 +171,7 @@ def face_region_grey(crop: np.ndarray) -> np.ndarray:
 
 def sharpness(grey: np.ndarray) -> float:
     """Fine detail at the network's scale: the variance of the 4-neighbour Laplacian of the grey
-    face region averaged 2 x 2 (the 112 px crop at 56 px, about the 64 px the network sees),
+    face region averaged 2 x 2 (the 112 px crop at 56 px; the network sees it at 80 px),
     over the variance of its intensity; 0 when flat.
 
     The plain variance of the Laplacian grows with contrast: a dim but sharp face would look
