@@ -358,24 +358,22 @@ def sort_by_prominence(detections: list[Detection], size: tuple[int, int]) -> li
     when its side is within 10% of the group's largest (fixed bins would split near-equal faces
     that happen to straddle a bin edge, putting a corner face before a centred one).
     """
-    cx, cy = size[0] / 2.0, size[1] / 2.0
-
-    def centre(d: Detection) -> float:
-        return float(((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)
-
-    areas = {id(d): visible_area(d.box, size) for d in detections}
-    groups: list[list[Detection]] = []
-    for d in sorted(detections, key=lambda d: -areas[id(d)]):
-        if groups and np.sqrt(areas[id(d)]) * 1.1 >= np.sqrt(areas[id(groups[-1][0])]):
-            groups[-1].append(d)
+    groups: list[list[tuple[float, Detection]]] = []
+    for area, d in sorted(((visible_area(d.box, size), d) for d in detections), key=lambda pair: -pair[0]):
+        if groups and np.sqrt(area) * 1.1 >= np.sqrt(groups[-1][0][0]):
+            groups[-1].append((area, d))
         else:
-            groups.append([d])
-    return [d for group in groups for d in sorted(group, key=centre)]
+            groups.append([(area, d)])
+    return [d for group in groups for _, d in sorted(group, key=lambda pair: centre_distance(pair[1].box, size))]
+
+
+def centre_distance(box: np.ndarray, size: tuple[int, int]) -> float:
+    """Squared distance from the box's centre to the photo's centre (the tie-break of prominence)."""
+    return float(((box[0] + box[2]) / 2 - size[0] / 2.0) ** 2 + ((box[1] + box[3]) / 2 - size[1] / 2.0) ** 2)
 
 
 def nearest_centre(detections: list[Detection], size: tuple[int, int]) -> Detection | None:
     """The face whose box centre is nearest the image centre (LFW's convention)."""
     if not detections:
         return None
-    cx, cy = size[0] / 2.0, size[1] / 2.0
-    return min(detections, key=lambda d: ((d.box[0] + d.box[2]) / 2 - cx) ** 2 + ((d.box[1] + d.box[3]) / 2 - cy) ** 2)
+    return min(detections, key=lambda d: centre_distance(d.box, size))
