@@ -2,8 +2,9 @@
 
     python bench/lfw_detection.py [--workers 2] [--limit N]
 
-Runs the engine's detector with the product's settings (FaceDetector defaults: minimum face
-20 px, minimum score 0.9) on every LFW photo, and counts photos with no face and with several.
+Runs the engine's detector with the product's settings (engine.detect.make_detector() with its
+defaults, as FaceEngine builds it: MTCNN, minimum face 20 px, minimum score 0.9) through the
+product's detect-pick-align on every LFW photo, and counts photos with no face and with several.
 Writes bench/results/lfw_detection.md.
 """
 from __future__ import annotations
@@ -21,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def count(paths: list[str]) -> list[int]:
     import torch
     torch.set_num_threads(1)
-    from engine.detect import FaceDetector
+    from engine.detect import detect_pick_align, make_detector
     from engine.images import load_image
-    detector = FaceDetector(device="cpu")
-    return [len(detector.detect(load_image(p))) for p in paths]
+    detector = make_detector(device="cpu")
+    # max_faces=0: count the faces, align none
+    return [detect_pick_align(detector, [load_image(p)], max_faces=0)[0].found for p in paths]
 
 
 def main() -> int:

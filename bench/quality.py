@@ -33,15 +33,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter
 
 ROOT = Path(__file__).resolve().parents[1]
 
 from engine import quality as Q  # noqa: E402
-from engine.align import ALIGNMENT_VERSION, align  # noqa: E402
-from engine.detect import FaceDetector, nearest_centre  # noqa: E402
+from engine.align import ALIGNMENT_VERSION  # noqa: E402
+from engine.detect import crop_cache_detector, crop_cache_key  # noqa: E402
 from engine.images import load_image  # noqa: E402
-from training.data import DATA_DIR, DETECTOR_POLICY, FolderSet, crop_cache_file, known_sets, split_by_identity  # noqa: E402
+from training.data import (  # noqa: E402
+    DATA_DIR,
+    FolderSet,
+    crop_cache_file,
+    detect_for_cache,
+    known_sets,
+    split_by_identity,
+)
 
 RESULTS = ROOT / "bench" / "results"
 CACHE = ROOT / ".cache" / "quality"
@@ -154,23 +161,14 @@ class CacheDetector:
     """Detection and the choice of face exactly as the crop cache makes them (training.data)."""
 
     def __init__(self):
-        self.detector = FaceDetector(min_face_size=DETECTOR_POLICY["min_face_size"],
-                                     min_score=DETECTOR_POLICY["retry_score"],
-                                     thresholds=DETECTOR_POLICY["thresholds"])
+        self.detector = crop_cache_detector()
 
     def __call__(self, folder: FolderSet, image: Image.Image):
         """(detection, aligned crop) of the set's chosen face, or (None, None)."""
-        border = int(round(folder.pad * max(image.size)))
-        padded = ImageOps.expand(image, border=border, fill=0) if border else image
-        detections = self.detector.detect(padded)
-        confident = [d for d in detections if d.score >= DETECTOR_POLICY["min_score"]] or detections
-        if folder.pick == "centre":
-            choice = nearest_centre(confident, padded.size)
-        else:
-            choice = confident[0] if confident else None
-        if choice is None:
+        photo = detect_for_cache(self.detector, folder, image)
+        if not photo.detections:
             return None, None
-        return choice, align(padded, choice.landmarks)
+        return photo.detections[0], photo.crops[0]
 
 
 def measure_photos(engine, items: Sequence[tuple[FolderSet, str]], name: str,
@@ -178,7 +176,7 @@ def measure_photos(engine, items: Sequence[tuple[FolderSet, str]], name: str,
                    key: Any = None, progress: bool = True) -> Measured:
     """Detect, align, measure and embed every photo (optionally transformed first). The crops and
     measurements are cached without the model; the embeddings are made now, by this engine."""
-    digest = hashlib.sha256(json.dumps([ALIGNMENT_VERSION, DETECTOR_POLICY, DEGRADE_VERSION,
+    digest = hashlib.sha256(json.dumps([ALIGNMENT_VERSION, crop_cache_key(), DEGRADE_VERSION,
                                         [(f.name, p) for f, p in items], key], default=str).encode()).hexdigest()[:12]
     path = CACHE / f"{name}-{digest}.npz"
     if path.is_file():

@@ -105,7 +105,7 @@ def _compare(args: argparse.Namespace) -> int:
     photo_b = _load(args.photo_b, "second")
     engine = _engine(args)
     try:
-        result = engine.compare(photo_a, photo_b, face_a=args.face_a - 1, face_b=args.face_b - 1)
+        result = engine.compare(photo_a, photo_b, face_a=args.face_a, face_b=args.face_b)
     except NoFaceFound as exc:
         path = args.photo_a if exc.which == "first" else args.photo_b
         raise NoFaceFound(f"{exc} ({path})", which=exc.which) from None

@@ -20,9 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import ModelNotFound
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "twin.pt"
+from .settings import DEFAULT_WEIGHTS, DEVICE, WEIGHTS_DIR  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -173,8 +171,8 @@ def normalise(x: torch.Tensor, config: ModelConfig) -> torch.Tensor:
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA when present, else CPU; `device` or $TWIN_DEVICE overrides."""
-    chosen = device or os.environ.get("TWIN_DEVICE")
+    """CUDA when present, else CPU; `device` or $TWIN_DEVICE (engine.settings.DEVICE) overrides."""
+    chosen = device or DEVICE
     if chosen:
         return torch.device(chosen)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

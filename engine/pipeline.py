@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .align import align
-from .detect import FaceDetector
-from .errors import BadFaceNumber, TooMuchWork
+from .detect import Detector, detect_pick_align, make_detector
 from .identification import IdentificationThreshold
 from .images import ImageSource, load_image
-from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
-from .picking import pick_face
+from .model import DEFAULT_WEIGHTS, TwinNet, embed_crops, load_checkpoint, pick_device
+from .picking import face_number, pick_face
 from .quality import Quality, assess
 from .verdict import DIFFERENT, SAME, VerdictBand, band_from_calibration
 
@@ -45,7 +42,7 @@ class FaceList(list):
     `found` is how many faces the detector found in the photo: more than len() when a
     `max_faces` cap cut the list (only the faces kept were aligned and embedded). In a photo
     of hundreds of faces it is a lower bound: the detector examines a bounded number of
-    candidates (engine.detect.MAX_CANDIDATES).
+    candidates (MTCNN: engine.detectors.mtcnn.MAX_CANDIDATES).
     """
 
     found: int
@@ -123,7 +120,7 @@ class FaceEngine:
         weights: str | Path = DEFAULT_WEIGHTS,
         device: str | torch.device | None = None,
         flip_average: bool = True,
-        detector: FaceDetector | None = None,
+        detector: Detector | None = None,
     ):
         self.device = pick_device(device)
         self.model: TwinNet
@@ -152,7 +149,8 @@ class FaceEngine:
         ) or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low)
         self.identification_threshold: float = self.identification.value
         self.flip_average = flip_average
-        self.detector = detector or FaceDetector(device=self.device)
+        #: Any engine.detect.Detector; default: the default detector (MTCNN) on this device.
+        self.detector: Detector = detector or make_detector(device=self.device)
         self.embedding_size = self.model.config.embedding_size
 
     # -- photos to faces -------------------------------------------------------------------
@@ -177,47 +175,31 @@ class FaceEngine:
         """
         cap = _face_cap(max_faces)
         pictures = [load_image(image) for image in images]
-        detections = self.detector.detect_batch(pictures, deadline=deadline)
-        found = [len(d) for d in detections]
-        kept = [d if cap is None else d[:cap] for d in detections]
-        if any(kept):  # work is left: alignment, then the network
-            self._check_deadline(deadline, found)
-            crops = [
-                [align(picture, d.landmarks) for d in per_photo]
-                for picture, per_photo in zip(pictures, kept, strict=True)
-            ]
-            self._check_deadline(deadline, found)
-        else:
-            crops = [[] for _ in kept]
-        flat = [c for per_photo in crops for c in per_photo]
+        photos = detect_pick_align(self.detector, pictures, max_faces=cap, deadline=deadline)
+        flat = [c for photo in photos for c in photo.crops]
         embeddings = self.embed_crops(np.stack(flat)) if flat else np.zeros((0, self.embedding_size), np.float32)
+        tuning = self.detector.quality
         result, at = [], 0
-        for per_photo, per_crop, count in zip(kept, crops, found, strict=True):
+        for photo in photos:
             faces = [
-                Face(d.box, d.score, d.landmarks, c, embeddings[at + i], assess(d.box, d.score, d.landmarks, c))
-                for i, (d, c) in enumerate(zip(per_photo, per_crop, strict=True))
+                Face(
+                    d.box,
+                    d.score,
+                    d.landmarks,
+                    c,
+                    embeddings[at + i],
+                    assess(d.box, d.score, d.landmarks, c, tuning=tuning),
+                )
+                for i, (d, c) in enumerate(zip(photo.detections, photo.crops, strict=True))
             ]
             at += len(faces)
-            result.append(FaceList(faces, found=count))
+            result.append(FaceList(faces, found=photo.found))
         return result
 
-    @staticmethod
-    def _check_deadline(deadline: float | None, found: list[int]) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            raise TooMuchWork(sum(found), photos=len(found))
-
     def embed_crops(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Aligned uint8 crops (N x 112 x 112 x 3) -> float32 unit embeddings (N x D)."""
-        crops = np.array(crops, dtype=np.uint8)  # a copy: crops from PIL are read-only (torch warns)
-        if crops.ndim == 3:
-            crops = crops[None]
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(crops), batch_size):
-                x = self.model.preprocess(crops[start : start + batch_size]).to(self.device)
-                e = self.model.embed_flip_averaged(x) if self.flip_average else self.model.embed(x)
-                out.append(e.float().cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        """Aligned uint8 crops (N x 112 x 112 x 3) -> float32 unit embeddings (N x D), mirror
+        averaged when flip_average (engine.model.embed_crops: the one embedding loop)."""
+        return embed_crops(self.model, crops, flip=self.flip_average, batch_size=batch_size, device=self.device)
 
     # -- comparing ---------------------------------------------------------------------------
     def distance(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -249,16 +231,18 @@ class FaceEngine:
         self,
         image_a: ImageSource,
         image_b: ImageSource,
-        face_a: int = 0,
-        face_b: int = 0,
+        face_a: int = 1,
+        face_b: int = 1,
         deadline: float | None = None,
     ) -> Comparison:
         """Compare the most prominent face (or the chosen one) of each photo.
 
-        Only the faces up to the chosen ones are aligned and embedded; deadline as for faces().
+        face_a / face_b: face numbers from 1 (most prominent first), as everywhere else
+        (engine.picking); BadFaceNumber for anything else. Only the faces up to the chosen
+        ones are aligned and embedded; deadline as for faces().
         """
-        number_a, number_b = _face_index(face_a) + 1, _face_index(face_b) + 1
-        cap = max(number_a, number_b, 1)
+        number_a, number_b = face_number(face_a, default=None), face_number(face_b, default=None)
+        cap = max(number_a, number_b)
         faces_a, faces_b = self.faces_batch([image_a, image_b], max_faces=cap, deadline=deadline)
         return self.compare_faces(pick_face(faces_a, number_a, "first"), pick_face(faces_b, number_b, "second"))
 
@@ -285,16 +269,6 @@ def _face_cap(max_faces: int | None) -> int | None:
     if cap < 0:
         raise ValueError(f"max_faces must be a whole number >= 0 or None, not {max_faces!r}")
     return cap
-
-
-def _face_index(index: int) -> int:
-    """compare()'s face_a / face_b: 0-based whole numbers (pick_face says when there is no such face)."""
-    if isinstance(index, bool):
-        raise BadFaceNumber(index)
-    try:
-        return operator.index(index)
-    except TypeError:
-        raise BadFaceNumber(index) from None
 
 
 def _read_card(path: Path) -> dict[str, Any]:

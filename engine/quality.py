@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .detect import QualityTuning, default_quality_tuning
+
 #: A face whose quality score is below this is refused for enrollment, and a verdict on it
 #: carries a warning. The lowest score from which pairs on the validation people stay within
 #: 5 points of the accuracy of pairs of flawless faces (bench/results/quality.md). With the
@@ -47,17 +49,13 @@ ROLL_RAMP = (60.0, 35.0)
 #: Washed out: 196 costs 2 points, 225 costs 23. At the floor: 25 and 214.
 DARK_RAMP = (10.0, 35.0)
 BRIGHT_RAMP = (235.0, 200.0)
-#: The detector's confidence. The product keeps faces from 0.9 (engine.detect.MIN_SCORE), so
-#: this only speaks for faces found with a laxer detector.
-DETECTOR_RAMP = (0.8, 0.95)
+# The detector's confidence and where its landmarks put a frontal nose depend on the detector:
+# those constants live with it (engine.detect.QualityTuning; MTCNN's in engine/detectors/mtcnn.py).
 
 #: The face region of the 112 x 112 aligned crop (rows, columns): eyes, nose, mouth, cheeks;
 #: little background, none of the black fill that alignment adds beyond the photo's edge.
 FACE_REGION = (slice(36, 104), slice(24, 88))
 
-# Where MTCNN's nose tip sits between the eye line (0) and the mouth line (1) on a frontal face:
-# the median over the validation photos (0.597; the 112 px template's own points give 0.49).
-_FRONTAL_NOSE_T = 0.60
 # Nose tip depth in front of the eyes, in inter-ocular distances (an average head).
 _NOSE_DEPTH = 0.6
 
@@ -114,7 +112,7 @@ def ramp(value: float, bad: float, good: float) -> float:
     return float(min(1.0, max(0.0, (value - bad) / (good - bad))))
 
 
-def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
+def pose(landmarks: np.ndarray, tuning: QualityTuning | None = None) -> tuple[float, float, float]:
     """Rough (yaw, pitch, roll) in degrees from the five landmarks (eyes, nose, mouth corners).
 
     Roll: the angle of the eye line. Then, in the frame that undoes the roll: yaw from the
@@ -123,7 +121,9 @@ def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     distance; pitch from how far the nose sits from its frontal place between the eye line and
     the mouth line. Signs: yaw > 0 when the nose points to the photo's right, pitch > 0 when
     the face looks down. Good to ten degrees or so: enough to tell a turned face from a frontal one.
+    tuning: the detector's (where its frontal nose sits); default: the default detector's.
     """
+    frontal_nose = (tuning or default_quality_tuning()).frontal_nose
     p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     left_eye, right_eye, nose, mouth_l, mouth_r = p
     eye_vec = right_eye - left_eye
@@ -150,7 +150,7 @@ def pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     along = float(np.dot(q[2], axis) / axis_len**2)
     # The nose tip moves along the axis by depth * sin(pitch), against an eye-mouth span of
     # axis_len * cos(pitch): invert for pitch.
-    shift = (along - _FRONTAL_NOSE_T) * axis_len
+    shift = (along - frontal_nose) * axis_len
     pitch = math.degrees(math.atan2(shift, _NOSE_DEPTH))
     return yaw, pitch, roll
 
@@ -192,18 +192,26 @@ def sharpness(grey: np.ndarray) -> float:
 
 
 def assess(
-    box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray, floor: float = QUALITY_FLOOR
+    box: np.ndarray,
+    score: float,
+    landmarks: np.ndarray,
+    crop: np.ndarray,
+    floor: float = QUALITY_FLOOR,
+    tuning: QualityTuning | None = None,
 ) -> Quality:
     """The quality of one face from its box and landmarks (original photo's pixels), the
-    detector's score and its aligned crop (112 x 112 x 3 uint8)."""
-    return grade(**measure(box, score, landmarks, crop), floor=floor)
+    detector's score and its aligned crop (112 x 112 x 3 uint8). tuning: the detector's
+    quality constants (default: the default detector's)."""
+    return grade(**measure(box, score, landmarks, crop, tuning), floor=floor, tuning=tuning)
 
 
-def measure(box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray) -> dict[str, float]:
+def measure(
+    box: np.ndarray, score: float, landmarks: np.ndarray, crop: np.ndarray, tuning: QualityTuning | None = None
+) -> dict[str, float]:
     """The raw measurements of one face (the keyword arguments of grade())."""
     box = np.asarray(box, dtype=np.float64).reshape(-1)
     p = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    yaw, pitch, roll = pose(p)
+    yaw, pitch, roll = pose(p, tuning)
     grey = face_region_grey(crop)
     return {
         "width_px": float(box[2] - box[0]),
@@ -227,15 +235,17 @@ def grade(
     brightness: float,
     detector: float,
     floor: float = QUALITY_FLOOR,
+    tuning: QualityTuning | None = None,
 ) -> Quality:
-    """Raw measurements -> component scores, the overall score, ok and the reason."""
+    """Raw measurements -> component scores, the overall score, ok and the reason (tuning: the
+    detector's quality constants; default: the default detector's)."""
     components = {
         "size": ramp(width_px, *SIZE_RAMP),
         "sharpness": ramp(sharpness, *SHARPNESS_RAMP),
         "pose": min(ramp(abs(yaw), *YAW_RAMP), ramp(abs(pitch), *PITCH_RAMP), ramp(abs(roll), *ROLL_RAMP)),
         "darkness": ramp(brightness, *DARK_RAMP),
         "brightness": ramp(brightness, *BRIGHT_RAMP),
-        "detector": ramp(detector, *DETECTOR_RAMP),
+        "detector": ramp(detector, *(tuning or default_quality_tuning()).score_ramp),
     }
     worst = min(components, key=components.__getitem__)  # first of equals: the order above
     value = components[worst]

@@ -1,4 +1,4 @@
-"""engine.detect (MTCNN with our policy) and engine.align (5-point similarity transform), on
+"""engine.detect and engine.detectors.mtcnn (MTCNN with our policy) and engine.align (5-point similarity transform), on
 real LFW and AT&T photos."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from PIL import Image
 
 from engine import load_image
 from engine.align import CROP_SIZE, TEMPLATE_112, align, estimate_transform, template
-from engine.detect import MIN_FACE_SIZE, Detection, FaceDetector, sort_by_prominence, visible_area
+from engine.detect import Detection, sort_by_prominence, visible_area
+from engine.detectors.mtcnn import MTCNNDetector
+from engine.settings import MIN_FACE_SIZE
 
 # Photos checked to hold exactly one face, frontal enough for the landmark checks below.
 LFW_FACES = [("George_W_Bush", 1), ("Colin_Powell", 1), ("Tony_Blair", 2), ("Aaron_Eckhart", 1)]
@@ -18,7 +20,7 @@ EYE_TOLERANCE = 4.0  # pixels of the 112 x 112 crop
 
 @pytest.fixture(scope="module")
 def detector():
-    return FaceDetector(device="cpu")
+    return MTCNNDetector(device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -231,10 +233,83 @@ def test_alignment_other_sizes_and_degenerate_landmarks(detector, photo):
 def test_describe_names_what_decides_the_boxes(detector):
     """Caches of detections (bench/product_path.py) are keyed by describe(): it must change
     with every setting that moves boxes, and not with anything else."""
-    from engine.detect import DETECTION_VERSION
+    from engine.detectors.mtcnn import DETECTION_VERSION
 
     described = detector.describe()
     assert described["version"] == DETECTION_VERSION
-    assert described["min_face_size"] == MIN_FACE_SIZE and described == FaceDetector(device="cpu").describe()
+    assert described["min_face_size"] == MIN_FACE_SIZE and described == MTCNNDetector(device="cpu").describe()
     for change in ({"min_face_size": 40}, {"min_score": 0.95}, {"thresholds": (0.5, 0.7, 0.7)}, {"max_side": 512}):
-        assert FaceDetector(device="cpu", **change).describe() != described, change
+        assert MTCNNDetector(device="cpu", **change).describe() != described, change
+
+
+# -- the seam: detectors by name, detect-pick-align ---------------------------------------------------
+def test_detectors_by_name():
+    from engine.detect import DETECTORS, Detector, detector_class, make_detector
+
+    assert detector_class("mtcnn") is MTCNNDetector and set(DETECTORS) >= {"mtcnn"}
+    made = make_detector("mtcnn", device="cpu", min_score=0.95)
+    assert isinstance(made, Detector) and made.describe()["min_score"] == 0.95
+    assert made.quality is MTCNNDetector.QUALITY
+    with pytest.raises(ValueError, match="unknown detector 'yunet'; known: mtcnn"):
+        make_detector("yunet")
+
+
+def test_crop_cache_key_is_the_one_the_caches_were_built_with():
+    """The training crop caches (and the teacher's targets, an hour of CPU) are named by this key:
+    it must read exactly as training.data's DETECTOR_POLICY did before the detector owned it."""
+    import json
+
+    from engine.detect import crop_cache_detector, crop_cache_key
+
+    assert json.dumps(crop_cache_key()) == (
+        '{"min_face_size": 20, "min_score": 0.9, "thresholds": [0.6, 0.7, 0.7], "retry_score": 0.5}'
+    )
+    cache = crop_cache_detector()
+    key = crop_cache_key()
+    assert (cache.min_face_size, cache.min_score, cache.fallback_score) == (
+        key["min_face_size"], key["min_score"], key["retry_score"])
+    assert cache.thresholds == key["thresholds"]
+
+
+def test_fallback_score_only_when_no_face_reaches_the_minimum():
+    """The crop caches' detector keeps faces scored 0.5-0.9 only in a photo with none from 0.9."""
+    from engine.detect import crop_cache_detector
+
+    cache, product = crop_cache_detector(), MTCNNDetector(device="cpu")
+    boxes = np.array([[10, 10, 60, 60], [100, 10, 180, 90]], np.float32)
+    points = np.tile(np.array([[20, 30], [40, 30], [30, 40], [22, 50], [38, 50]], np.float32), (2, 1, 1))
+    weak = np.array([0.6, 0.4], np.float32)
+    assert [d.score for d in cache._to_detections(boxes, weak, points, 1.0, (200, 100))] == pytest.approx([0.6])
+    assert product._to_detections(boxes, weak, points, 1.0, (200, 100)) == []
+    mixed = np.array([0.6, 0.95], np.float32)
+    for detector in (cache, product):
+        assert [d.score for d in detector._to_detections(boxes, mixed, points, 1.0, (200, 100))] == pytest.approx(
+            [0.95])
+
+
+def test_detect_pick_align_choices(detector, lfw):
+    """One function makes aligned faces for the product, the crop caches and the benches:
+    all faces (cut to max_faces, found still counting every face), the most prominent, or the
+    one nearest the centre; pad adds a black border first."""
+    from engine.detect import detect_pick_align
+
+    big = load_image(lfw("Colin_Powell", 1)).resize((300, 300), Image.BILINEAR)
+    small = load_image(lfw("Tony_Blair", 2)).resize((160, 160), Image.BILINEAR)
+    picture = canvas((800, 400))
+    picture.paste(big, (10, 50))      # large, in a corner
+    picture.paste(small, (320, 120))  # small, in the centre
+    everyone, = detect_pick_align(detector, [picture])
+    assert everyone.found == len(everyone.detections) >= 2 and everyone.image is picture
+    for d, crop in zip(everyone.detections, everyone.crops, strict=True):
+        assert np.array_equal(crop, align(picture, d.landmarks))
+    prominent, centre, none = (detect_pick_align(detector, [picture], pick=p, max_faces=m)[0]
+                               for p, m in (("prominent", None), ("centre", None), ("all", 0)))
+    assert inside(prominent.detections[0].box, (10, 50, 310, 350), slack=10)
+    assert inside(centre.detections[0].box, (320, 120, 480, 280), slack=10)
+    assert len(prominent.crops) == len(centre.crops) == 1
+    assert none.found == everyone.found and none.detections == [] and none.crops == []
+    padded, = detect_pick_align(detector, [picture], pick="prominent", pad=0.25)
+    assert padded.image.size == (800 + 400, 400 + 400)
+    np.testing.assert_allclose(padded.detections[0].box, prominent.detections[0].box + 200, atol=8)  # another canvas: another pyramid
+    blank, = detect_pick_align(detector, [canvas((200, 200))], pick="centre")
+    assert blank.found == 0 and blank.detections == [] and blank.crops == []

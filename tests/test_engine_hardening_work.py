@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
-import engine.detect as detect
-import engine.pipeline as pipeline
+import engine.detect as seam
+import engine.detectors.mtcnn as detect
 from engine import FaceError, FaceList, NoFaceFound, TooMuchWork, load_image
-from engine.detect import MAX_CANDIDATES, FaceDetector
+from engine.detectors.mtcnn import MAX_CANDIDATES, MTCNNDetector
 from engine.images import DETECTION_MAX_SIDE
 
 GRID, TILE = 24, 42
@@ -64,7 +64,7 @@ class Work:
         self.aligned = 0
         self.embedded = 0
         self.stage_boxes: list[int] = []
-        real_detect, real_align, real_embed = engine.detector.detect_batch, pipeline.align, engine.embed_crops
+        real_detect, real_align, real_embed = engine.detector.detect_batch, seam.align, engine.embed_crops
         real_crops = detect._crops
 
         def detect_batch(images, deadline=None):
@@ -85,7 +85,7 @@ class Work:
             return real_crops(imgs, boxes, *args, **kwargs)
 
         monkeypatch.setattr(engine.detector, "detect_batch", detect_batch)
-        monkeypatch.setattr(pipeline, "align", align)
+        monkeypatch.setattr(seam, "align", align)
         monkeypatch.setattr(engine, "embed_crops", embed_crops)
         monkeypatch.setattr(detect, "_crops", crops)
 
@@ -140,7 +140,7 @@ def test_max_faces_must_be_a_count(engine, bush, bad):
 
 def test_numpy_counts_are_counts(engine, pair):
     assert len(engine.faces(pair, max_faces=np.int64(1))) == 1
-    chosen = engine.compare(pair, pair, face_a=np.int64(1))
+    chosen = engine.compare(pair, pair, face_a=np.int64(2))
     assert np.array_equal(chosen.face_a.box, engine.faces(pair)[1].box)
 
 
@@ -148,10 +148,10 @@ def test_compare_embeds_only_the_faces_it_needs(engine, bush, pair, monkeypatch)
     work = Work(monkeypatch, engine)
     engine.compare(pair, bush)
     assert work.embedded == 2                                  # one face per photo
-    engine.compare(pair, bush, face_a=1)
+    engine.compare(pair, bush, face_a=2)
     assert work.embedded == 2 + 3
     with pytest.raises(NoFaceFound) as exc:                    # the true count, though only 1 was kept
-        engine.compare(bush, pair, face_b=5)
+        engine.compare(bush, pair, face_b=6)
     found = engine.faces(pair).found
     assert f"has {found} face(s)" in str(exc.value) and "number 6" in str(exc.value)
 
@@ -179,7 +179,7 @@ def test_detector_cap_binds_and_keeps_the_best(crowd, monkeypatch):
     stage_boxes = []
     real = detect._crops
     monkeypatch.setattr(detect, "_crops", lambda imgs, boxes, *a: stage_boxes.append(len(boxes)) or real(imgs, boxes, *a))
-    small = FaceDetector(max_candidates=400).detect(picture)
+    small = MTCNNDetector(max_candidates=400).detect(picture)
     assert stage_boxes[0] == 400 and stage_boxes[1] <= 100
     assert 20 <= len(small) <= 100
     for face in small:                                          # each on one tile, about 28 px wide
@@ -192,7 +192,7 @@ def test_bounded_cascade_equals_facenet_pytorch_below_the_cap(lfw, pair):
     """Below the cap the cascade is facenet-pytorch's own: the same faces, boxes and landmarks to
     within 1e-3 px (not to the last bit: on a CPU the networks run channels-last, whose
     convolutions sum in another order)."""
-    detector = FaceDetector()
+    detector = MTCNNDetector()
     photos = [load_image(lfw(name, n)) for name, n in
               [("George_W_Bush", 1), ("Serena_Williams", 1), ("Aaron_Eckhart", 1), ("Tony_Blair", 2)]]
     photos += [pair, Image.new("RGB", (300, 200), (128, 128, 128))]
@@ -260,7 +260,7 @@ def test_deadline_during_detection_stops_between_stages(crowd, monkeypatch):
     clock = iter(range(10_000))
     monkeypatch.setattr(detect, "monotonic", lambda: float(next(clock)))
     onet_calls = []
-    detector = FaceDetector()
+    detector = MTCNNDetector()
     real_onet = detector._mtcnn.onet.forward
     monkeypatch.setattr(detector._mtcnn.onet, "forward", lambda x: onet_calls.append(len(x)) or real_onet(x))
     with pytest.raises(TooMuchWork) as exc:

@@ -12,7 +12,7 @@ from PIL import Image
 
 import engine.images as images
 from engine import InvalidImage, load_image
-from engine.detect import FaceDetector
+from engine.detectors.mtcnn import MTCNNDetector
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def photo(photo_path) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def detector():
-    return FaceDetector(device="cpu")
+    return MTCNNDetector(device="cpu")
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:

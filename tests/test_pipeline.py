@@ -25,6 +25,7 @@ from engine import (
     load_image,
 )
 from engine.model import DEFAULT_WEIGHTS, ModelConfig, TwinNet, load_checkpoint, model_id_of, save_checkpoint
+from engine.errors import BadFaceNumber
 
 
 @pytest.fixture(scope="module")
@@ -154,11 +155,13 @@ def test_no_face_names_which_photo(engine, bush):
 def test_choosing_a_face(engine, lfw, bush):
     picture, _ = two_faces(lfw)
     faces = engine.faces(picture)
-    second = engine.compare(picture, bush, face_a=1)
+    second = engine.compare(picture, bush, face_a=2)
     assert np.array_equal(second.face_a.box, faces[1].box)
     with pytest.raises(NoFaceFound) as exc:
-        engine.compare(bush, picture, face_b=len(faces))
+        engine.compare(bush, picture, face_b=len(faces) + 1)
     assert exc.value.which == "second" and str(len(faces)) in str(exc.value)
+    with pytest.raises(BadFaceNumber):  # numbered from 1, as in the app and both CLIs
+        engine.compare(picture, bush, face_a=0)
 
 
 def test_threads_give_the_same_results_as_serial(engine, lfw):

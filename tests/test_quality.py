@@ -18,6 +18,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from engine import QUALITY_FLOOR, PoorQuality, Quality, load_image, require_quality
 from engine import quality as Q
 from engine.align import TEMPLATE_112
+from engine.detectors.mtcnn import MTCNNDetector
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def rotate(points: np.ndarray, degrees: float) -> np.ndarray:
 
 def test_pose_from_landmarks():
     frontal = TEMPLATE_112.astype(np.float64).copy()
-    frontal[2, 1] = frontal[0, 1] + Q._FRONTAL_NOSE_T * (frontal[3, 1] - frontal[0, 1])  # MTCNN's frontal nose
+    frontal[2, 1] = frontal[0, 1] + MTCNNDetector.QUALITY.frontal_nose * (frontal[3, 1] - frontal[0, 1])  # MTCNN's frontal nose
     yaw, pitch, roll = Q.pose(frontal)
     assert abs(yaw) < 2 and abs(pitch) < 2 and abs(roll) < 1
     # roll is the eye line's angle, and does not leak into yaw or pitch

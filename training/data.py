@@ -28,16 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import ImageOps
+from PIL import Image
 
 from engine.align import ALIGNMENT_VERSION, CROP_SIZE, align
-from engine.detect import FaceDetector, nearest_centre
+from engine.detect import AlignedFaces, Detector, Pick, crop_cache_detector, crop_cache_key, detect_pick_align
+from engine.settings import CROP_CACHE_DIR as CACHE_DIR
+from engine.settings import DATA_DIR, TEACHER_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
-from engine.settings import DATA_DIR, MIN_FACE_SIZE  # noqa: E402  (one place for TWIN_DATA)
-
-CACHE_DIR = Path(os.environ.get("TWIN_CACHE", ROOT / ".cache" / "crops"))
-TEACHER_DIR = Path(os.environ.get("TWIN_TEACHER_CACHE", ROOT / ".cache" / "teacher"))
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".webp"}
 #: Typical landmark positions in a 250 x 250 LFW frame, used only when no face is detected
 #: in an evaluation photo (the pair must still be scored; the miss is counted and reported).
@@ -51,14 +48,15 @@ class FolderSet:
     """A folder-per-person tree and how to find the face in its photos.
 
     pad: fraction of the size added as border before detection (tight crops need room).
-    pick: "prominent" (largest) or "centre" (nearest the centre, LFW's convention).
+    pick: "prominent" (largest) or "centre" (nearest the centre, LFW's convention); see
+        engine.detect.detect_pick_align.
     fallback: align with fixed landmarks when no face is found (evaluation only).
     """
 
     name: str
     root: Path
     pad: float = 0.0
-    pick: str = "prominent"
+    pick: Pick = "prominent"
     fallback: np.ndarray | None = None
 
     def files(self) -> list[tuple[str, Path]]:
@@ -99,16 +97,13 @@ class CropSet:
         return {p: i for i, p in enumerate(self.paths)}
 
 
-DETECTOR_POLICY = {"min_face_size": MIN_FACE_SIZE, "min_score": 0.9, "thresholds": (0.6, 0.7, 0.7), "retry_score": 0.5}
-
-
 def cache_path(folder: FolderSet, files: Sequence[tuple[str, Path]]) -> Path:
     """Where this set's crops live; the name changes when alignment, policy or files change."""
     digest = hashlib.sha256(
         json.dumps(
             [
                 ALIGNMENT_VERSION,
-                DETECTOR_POLICY,
+                crop_cache_key(),
                 folder.pad,
                 folder.pick,
                 folder.fallback is not None,
@@ -171,30 +166,23 @@ def _align_chunk(folder: FolderSet, paths: list[Path], progress: bool):
     from engine.images import load_image
 
     torch.set_num_threads(1)
-    detector = FaceDetector(
-        min_face_size=DETECTOR_POLICY["min_face_size"],
-        min_score=DETECTOR_POLICY["retry_score"],
-        thresholds=DETECTOR_POLICY["thresholds"],
-    )
+    detector = crop_cache_detector()
     crops = np.zeros((len(paths), CROP_SIZE, CROP_SIZE, 3), np.uint8)
     found = np.zeros(len(paths), bool)
     for i, path in enumerate(tqdm(paths, desc=folder.name, disable=not progress, mininterval=5)):
-        image = load_image(path)
-        border = int(round(folder.pad * max(image.size)))
-        padded = ImageOps.expand(image, border=border, fill=0) if border else image
-        detections = detector.detect(padded)
-        confident = [d for d in detections if d.score >= DETECTOR_POLICY["min_score"]] or detections
-        if folder.pick == "centre":
-            # LFW: the named person is the face nearest the centre (others are bystanders).
-            choice = nearest_centre(confident, padded.size)
-        else:
-            choice = confident[0] if confident else None
-        if choice is not None:
-            crops[i] = align(padded, choice.landmarks)
+        photo = detect_for_cache(detector, folder, load_image(path))
+        if photo.crops:
+            crops[i] = photo.crops[0]
             found[i] = True
         elif folder.fallback is not None:
-            crops[i] = align(padded, folder.fallback * (np.array(padded.size) / 250.0))
+            crops[i] = align(photo.image, folder.fallback * (np.array(photo.image.size) / 250.0))
     return crops, found
+
+
+def detect_for_cache(detector: Detector, folder: FolderSet, image: Image.Image) -> AlignedFaces:
+    """One photo of a set as the crop cache sees it: padded by the set's pad, its one face
+    chosen by the set's pick (LFW: nearest the centre), aligned. bench/quality.py uses it too."""
+    return detect_pick_align(detector, [image], pick=folder.pick, pad=folder.pad)[0]
 
 
 # -- teacher targets (written by training/teacher.py, read by training) -----------------------

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
+
+from engine.settings import MODEL_CARD, RESULTS_DIR
 
 from .. import card
 from . import TabContext
 
-ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "results"
-CARD_FILE = ROOT / "engine" / "weights" / "twin.json"
+RESULTS = RESULTS_DIR
+CARD_FILE = MODEL_CARD
 
 PRIVACY = """
 ### Privacy
