@@ -5,7 +5,7 @@
 Data (the rules of ../shared/data/README.md: LFW never chooses anything):
 - CelebA + AT&T validation people: the 154 people (706 photos) that training holds out
   (training.data.split_by_identity with the shipped recipe's fraction and seed) and their 3,000
-  validation pairs (training.train.validation_pairs). The quality floor and the verdict band
+  validation pairs (training.pairs.validation_pairs). The quality floor and the verdict band
   are chosen here.
 - The same pairs with one photo degraded the way users' photos are: shrunk (the face 12 to
   60 px wide), blurred (Gaussian, radius 0.5% to 8% of the face's width), darkened (x 0.04 to
@@ -55,7 +55,7 @@ CACHE = ROOT / ".cache" / "quality"
 #: Bumped when the degradations or the way photos are measured change (the cache is rebuilt).
 DEGRADE_VERSION = 2
 MEASURES = ("width_px", "eye_px", "yaw", "pitch", "roll", "sharpness", "brightness", "detector")
-#: The training recipe's split (training.train.TrainConfig defaults, as the shipped weights used).
+#: The training recipe's split (training.config.TrainConfig defaults, as the shipped weights used).
 VAL_SETS = ("celeba_aligned", "celeba_wild", "att_train")
 VAL_FRACTION, VAL_SEED = 0.05, 0
 
@@ -101,7 +101,7 @@ def validation_split(data_dir: Path = DATA_DIR) -> tuple[list[tuple[FolderSet, s
     """The held-out validation photos (set, path in it), their labels, and the validation pairs
     (i, j, y; y = 0 same person), exactly as training draws them (without loading the crops)."""
     from training.data import CropSet
-    from training.train import validation_pairs
+    from training.pairs import validation_pairs
     sets = known_sets(data_dir)
     items: list[tuple[FolderSet, str]] = []
     labels, offset = [], 0

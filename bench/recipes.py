@@ -46,8 +46,10 @@ def measure(label: str, weights: Path, recipe: str | None = None) -> dict[str, A
 def teacher_validation() -> dict[str, float]:
     """The teacher's own figure on the same validation pairs the student runs report: its cached
     targets of the held-out CelebA people (mirror-averaged, as training sees them; no LFW)."""
+    from training.config import TrainConfig
     from training.data import split_by_identity
-    from training.train import TrainConfig, load_targets, load_training_data, score_pairs, validation_pairs
+    from training.inputs import load_targets, load_training_data
+    from training.validation import score_pairs, validation_pairs
 
     config = TrainConfig()
     data, targets = load_training_data(config), load_targets(config)

@@ -1,9 +1,9 @@
 """The seed's experiment, reproduced, next to the shipped model.
 
     python bench/seed.py                 # `make bench-seed`; trains runs/seed/model.pt first if missing
-    python bench/seed.py --retrain       # train the seed network again (python -m training.train --preset seed)
+    python bench/seed.py --retrain       # train the seed network again (python -m training.train --config seed)
 
-The seed network (engine/seed.py, preset "seed" of training.train: 100x100 grey, three
+The seed network (engine/seed.py, the recipe configs/seed.json: 100x100 grey, three
 ReflectionPad-Conv-ReLU-BatchNorm blocks, FC 80000-500-500-5, contrastive loss with margin 2.0,
 Adam 5e-4, 64 random 50/50 pairs per batch, 600 steps ~ the notebook's 100 epochs) is trained on
 the un-aligned AT&T training photos (37 people) resized, as the notebook did. Its checkpoint
@@ -119,8 +119,9 @@ def embed_engine(engine: Any, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
 
 
 def train_seed(path: Path, steps: int | None = None, threads: int | None = None, device: str | None = None) -> dict:
-    from training.train import PRESETS, train
-    config = PRESETS["seed"]
+    from training.config import recipe_config
+    from training.train import train
+    config = recipe_config("seed")
     changes = {k: v for k, v in {"steps": steps, "threads": threads}.items() if v}
     if changes:
         config = replace(config, **changes)
@@ -217,8 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from engine.images import load_image
     from engine.model import DEFAULT_WEIGHTS, load_checkpoint, pick_device
     from engine.settings import DATA_DIR
+    from training.config import recipe_config
     from training.metrics import best_threshold_accuracy
-    from training.train import PRESETS
 
     started = time.time()
     trained_now = False
@@ -258,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {pair: float(np.linalg.norm(e[index[pair[0]]] - e[index[pair[1]]])) for pair in FIGURE_PAIRS}
 
     steps = train_info.get("steps")
-    preset_steps = PRESETS["seed"].steps
+    preset_steps = recipe_config("seed").steps
     seed_label = f"seed network\n({steps} steps, raw photo)"
     ours_label = f"Twin (shipped)\n{engine.model_id}"
     png = args.out.with_suffix(".png")
@@ -271,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
              f"- command: `{command}`" + (" (trained the seed network in this run)" if trained_now else ""),
              f"- machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, torch {torch.__version__}, device {device}",
-             f"- seed network: `{rel(args.seed_model)}`, model id `{seed_meta['model_id']}`, preset `seed` of "
+             f"- seed network: `{rel(args.seed_model)}`, model id `{seed_meta['model_id']}`, recipe `seed` (configs/seed.json) of "
              f"training.train: {steps} steps ({train_info.get('minutes', '?')} min on {train_info.get('device', '?')}, "
              f"loss {_fmt(train_info.get('loss_first10'))} -> {_fmt(train_info.get('loss_last10'))}, first and last 10 steps) "
              f"on the {train_info.get('train_images', '?')} un-aligned AT&T training photos of "

@@ -8,6 +8,7 @@ the weights so a gallery can refuse embeddings made by another model.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 from dataclasses import asdict, dataclass
@@ -221,10 +222,19 @@ def load_checkpoint(
     return model, meta
 
 
-def build_model(config: ModelConfig) -> TwinNet:
-    """The network a config describes (the seed's architecture lives in engine.seed)."""
-    if config.arch == "seed":
-        from .seed import SeedBackbone
+#: Architectures by name (ModelConfig.arch): "module:class" of a backbone built from a
+#: ModelConfig, imported when first asked for. A new architecture is one module plus one line here.
+ARCHITECTURES: dict[str, str] = {
+    "resnet": "engine.model:ResNetBackbone",
+    "seed": "engine.seed:SeedBackbone",
+}
 
-        return TwinNet(config, SeedBackbone(config))
-    return TwinNet(config)
+
+def build_model(config: ModelConfig) -> TwinNet:
+    """The network a config describes: the backbone ARCHITECTURES names, in the twin."""
+    try:
+        module, _, name = ARCHITECTURES[config.arch].partition(":")
+    except KeyError:
+        raise ValueError(f"unknown architecture {config.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}") from None
+    backbone = getattr(importlib.import_module(module), name)(config)
+    return TwinNet(config, backbone)

@@ -1,4 +1,4 @@
-"""The seed's twin network, exactly as its notebook built it (for the reproduction preset).
+"""The seed's twin network, exactly as its notebook built it (the recipe configs/seed.json).
 
 100 x 100 grey input; three blocks of ReflectionPad(1) -> Conv 3x3 -> ReLU -> BatchNorm with
 1 -> 4 -> 8 -> 8 channels; fully connected 80000 -> 500 -> 500 -> 5.
@@ -11,9 +11,11 @@ import torch.nn as nn
 
 
 class SeedBackbone(nn.Module):
-    """The seed's CNN + MLP; its output is *not* normalised in the seed (TwinNet.embed does)."""
+    """The seed's CNN + MLP. Its output is not L2-normalised: the seed compared raw outputs, so its
+    recipe sets normalize=False and TwinNet.embed leaves them as they are. The sizes are the
+    notebook's own: the config (architecture "seed", engine.model.ARCHITECTURES) is not read."""
 
-    def __init__(self, config=None):
+    def __init__(self, config: object = None) -> None:
         super().__init__()
         self.cnn = nn.Sequential(
             nn.ReflectionPad2d(1),

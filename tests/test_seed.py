@@ -1,4 +1,4 @@
-"""The seed's network and recipe (preset "seed"), and the pair helpers of bench/seed.py."""
+"""The seed's network and recipe (configs/seed.json), and the pair helpers of bench/seed.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,15 +7,18 @@ import torch
 
 from bench import seed as seed_bench
 from engine.model import build_model
+from training.config import recipe_config
 from training.loss import contrastive_loss, pair_distance
 from training.metrics import best_threshold_accuracy
-from training.train import PRESETS, batch_loss, lr_at, random_pairs
+from training.objective import batch_loss
+from training.pairs import random_pairs
+from training.train import lr_at
 
 
 @pytest.fixture(scope="module")
 def seed_net():
     torch.manual_seed(0)
-    return build_model(PRESETS["seed"].model)
+    return build_model(recipe_config("seed").model)
 
 
 def test_seed_network_maps_one_100x100_grey_image_to_5_numbers(seed_net):
@@ -39,14 +42,14 @@ def test_seed_preprocess_resizes_a_raw_att_photo_to_100x100_grey(seed_net, att):
 
 
 def test_seed_preset_is_64_random_pairs_at_a_constant_learning_rate():
-    config = PRESETS["seed"]
+    config = recipe_config("seed")
     assert config.p * config.k == 64 and config.pairs == "random" and config.raw_images
     assert config.schedule == "constant" and config.optimizer == "adam"
     assert lr_at(0, 0.0, config) == lr_at(599, 0.99, config) == 5e-4
 
 
 def test_contrastive_loss_on_a_batch_of_the_seed_network(seed_net):
-    config = PRESETS["seed"]
+    config = recipe_config("seed")
     labels = torch.arange(4).repeat_interleave(4)        # 4 people x 4 photos
     x = torch.rand(16, 1, 100, 100)
     seed_net.train()
@@ -66,8 +69,8 @@ def test_contrastive_loss_on_a_batch_of_the_seed_network(seed_net):
 
 def test_a_few_adam_steps_lower_the_seed_loss_on_a_fixed_batch():
     torch.manual_seed(0)
-    net = build_model(PRESETS["seed"].model)
-    config = PRESETS["seed"]
+    net = build_model(recipe_config("seed").model)
+    config = recipe_config("seed")
     optimiser = torch.optim.Adam(net.parameters(), lr=config.lr)
     labels = torch.arange(4).repeat_interleave(2)
     x = torch.rand(4, 1, 100, 100).repeat_interleave(2, 0) + 0.05 * torch.rand(8, 1, 100, 100)

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from engine.model import ModelConfig
+from training.config import NO_AUGMENT, TrainConfig, recipe_config
 from training.data import Augment, CropSet, PKSampler, known_sets, load_crops, split_by_identity
-from training.train import NO_AUGMENT, PRESETS, TrainConfig, embed_all, mined_pairs, random_pairs, train
+from training.pairs import mined_pairs, random_pairs
+from training.train import train
+from training.validation import embed_all
 
 
 def test_pk_sampler_yields_p_people_with_k_photos_each():
@@ -110,8 +113,8 @@ def test_an_unknown_precision_is_refused_with_the_recipe():
         TrainConfig.from_dict({"name": "test", "precision": "fp16"})
 
 
-def test_seed_preset_is_the_notebook_recipe():
-    seed = PRESETS["seed"]
+def test_seed_recipe_is_the_notebook_recipe():
+    seed = recipe_config("seed")
     assert (seed.model.input_size, seed.model.in_channels, seed.model.embedding_size) == (100, 1, 5)
     assert (seed.margin, seed.optimizer, seed.lr, seed.pairs) == (2.0, "adam", 5e-4, "random")
     assert seed.sets == ("att_train",)
@@ -175,7 +178,7 @@ def test_distillation_loss_falls_with_targets_read_from_the_cache(data_dir, teac
     """Real crops, a tiny fake target file: both distillation terms fall in a few steps, through
     a projection (the student's 32-d embedding vs the teacher's 128), with single-photo people
     in every batch (distillation only) beside the P x K part."""
-    from training.train import load_targets
+    from training.inputs import load_targets
     folder = known_sets(data_dir)["att_train"]
     full = load_crops(folder, progress=False)
     fake_teacher_file(folder, full)
@@ -202,7 +205,7 @@ def test_distillation_loss_falls_with_targets_read_from_the_cache(data_dir, teac
 
 
 def test_same_size_student_is_pulled_toward_the_teacher_directly(att_people, teacher_dir, tmp_path):
-    from training.train import make_projection
+    from training.objective import make_projection
     config = distill_config(model=ModelConfig(channels=(8, 16, 32, 32), embedding_size=128, input_size=32),
                             relational_weight=0.0, steps=25)
     assert make_projection(config, 128) is None
@@ -254,18 +257,21 @@ def test_a_recipe_says_whether_it_needs_the_teacher(capsys):
     assert main(["needs-teacher", "no-such-recipe"]) == 2 and "No recipe" in capsys.readouterr().err
 
 
-def test_recipes_are_files_over_a_base_and_the_seed_file_is_the_seed_preset():
+def test_recipes_are_files_over_a_base():
+    """configs/ are the recipes (no second copy in code): default is TrainConfig's defaults, the
+    others a few keys over a base."""
     from training.recipes import ablations, about, resolve
-    from training.train import PRESETS, TrainConfig
 
-    assert TrainConfig.from_dict(resolve("default")) == PRESETS["default"]
+    defaults = TrainConfig()
+    assert TrainConfig.from_dict(resolve("default")) == defaults
+    assert recipe_config("default") == replace(defaults, recipe="default")
     seed = TrainConfig.from_dict(resolve("seed"))
-    assert seed == PRESETS["seed"]
+    assert seed.model.arch == "seed" and seed.augment == NO_AUGMENT and seed.raw_images
     assert TrainConfig.from_dict(resolve("shipped")).minutes == 110
     tuned = TrainConfig.from_dict(resolve("teacher-finetune"))
     assert tuned.distill_weight == 2.0 and tuned.margin == 0.6 and tuned.init == "engine/weights/twin.pt"
-    assert tuned.p == 42 and tuned.model == PRESETS["default"].model        # the rest from its base
+    assert tuned.p == 42 and tuned.model == defaults.model        # the rest from its base
     assert TrainConfig.from_dict(resolve("teacher-scratch")).init is None
     grey = TrainConfig.from_dict(resolve("ablations/grey"))
-    assert grey.model.in_channels == 1 and grey.model.input_size == PRESETS["default"].model.input_size
+    assert grey.model.in_channels == 1 and grey.model.input_size == defaults.model.input_size
     assert "ablations/grey" in ablations() and about("ablations/grey")

@@ -2,7 +2,7 @@
 
     {"base": "default", "name": "margin-0.8", "margin": 0.8}
 
-`base` names another recipe file (or "default": the TrainConfig defaults); nested keys
+`base` names another recipe file (or "defaults": the TrainConfig defaults); nested keys
 (`model`, `augment`) are merged key by key. `python -m training.train --config NAME` trains
 one; the bench names them; the model card records the recipe by name and content.
 Training only: nothing here is imported by inference.
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from engine.settings import CONFIGS_DIR as CONFIGS
 
 
 def recipe_path(name: str | Path) -> Path:
@@ -66,10 +66,11 @@ def ablations() -> list[str]:
 
 
 def needs_teacher(name: str | Path) -> bool:
-    """Whether the resolved recipe distills from the teacher (distill_weight or relational_weight
-    > 0; TrainConfig.distills), so that training needs its cached targets (`make teacher`)."""
-    recipe = resolve(name)
-    return any(float(recipe.get(key) or 0) > 0 for key in ("distill_weight", "relational_weight"))
+    """Whether the resolved recipe weighs a loss term that needs the teacher's targets above 0
+    (training.loss.LOSS_TERMS; TrainConfig.distills), so that training needs them cached (`make teacher`)."""
+    from .loss import needs_teacher as weighs_teacher_terms
+
+    return weighs_teacher_terms(resolve(name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
