@@ -27,18 +27,9 @@ from training.data import (
     teacher_targets_path,
 )
 from training.evaluate import parse_pairs
-from training.teacher import (
-    BOX,
-    RECIPE,
-    SetJob,
-    box_pixels,
-    lfw_report,
-    parse_shard,
-    row_order,
-    targets_of,
-    unit,
-    write_report,
-)
+from training.dlib_teacher import BOX, RECIPE, box_pixels, targets_of, unit
+from training.teacher import SetJob, parse_shard, row_order
+from training.teacher_report import lfw_report, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -275,3 +275,80 @@ def test_recipes_are_files_over_a_base():
     grey = TrainConfig.from_dict(resolve("ablations/grey"))
     assert grey.model.in_channels == 1 and grey.model.input_size == defaults.model.input_size
     assert "ablations/grey" in ablations() and about("ablations/grey")
+
+
+# -- resuming an interrupted run -------------------------------------------------------------------
+
+def test_an_interrupted_run_resumes_where_it_stopped(data_dir, tmp_path):
+    """`python -m training.train` killed (-9) mid-run, then started again with the same recipe:
+    the step count goes on from the last resume checkpoint and the run ends with the weights of
+    an uninterrupted run (same machine, one thread); the checkpoint is gone once the run ends."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from engine.model import load_checkpoint
+
+    load_crops(known_sets(data_dir)["att_train"], progress=False)  # the crop cache the runs read
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps({
+        "base": "defaults", "name": "resume-test", "sets": ["att_train"], "val_fraction": 0.2, "p": 6, "k": 3,
+        "model": {"channels": [8, 16, 32, 32], "embedding_size": 32, "input_size": 32}, "lr": 0.003,
+        "warmup_steps": 5, "steps": 120, "minutes": 0, "eval_every": 40, "threads": 1}))
+
+    def command(run_dir, *extra):
+        return [sys.executable, "-m", "training.train", "--config", str(recipe), "--run-dir", str(run_dir),
+                "--out", str(run_dir / "model.pt"), *extra]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(command(whole), check=True, env=env, capture_output=True, timeout=600)
+    state_file = broken / "resume.pt"
+    run = subprocess.Popen(command(broken, "--checkpoint-minutes", "0"), env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stopped_at = 0
+    try:
+        deadline = time.monotonic() + 300
+        while run.poll() is None and time.monotonic() < deadline:
+            if state_file.is_file():
+                stopped_at = torch.load(state_file, map_location="cpu", weights_only=False)["step"]
+                if stopped_at >= 50:                      # after the first validation, before the end
+                    run.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.02)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
+    assert 50 <= stopped_at < 120 and state_file.is_file() and not (broken / "model.pt").exists()
+    saved = torch.load(state_file, map_location="cpu", weights_only=False)
+    assert saved["step"] >= stopped_at and saved["sessions"] == 1
+
+    resumed = subprocess.run(command(broken), check=True, env=env, capture_output=True, text=True, timeout=600)
+    summary = json.loads((broken / "summary.json").read_text())
+    assert summary["steps"] == 120 and summary["sessions"] == 2, resumed.stdout
+    assert [row["step"] for row in summary["history"]] == [40, 80, 120]   # each step counted once
+    assert not state_file.exists()
+    expected = json.loads((whole / "summary.json").read_text())
+    assert "sessions" not in expected
+    assert summary["model_id"] == expected["model_id"]     # the same weights, bit for bit
+    assert summary["final_loss"] == pytest.approx(expected["final_loss"])
+    assert [row["val_acc"] for row in summary["history"]] == [row["val_acc"] for row in expected["history"]]
+    model, meta = load_checkpoint(broken / "model.pt", device="cpu")
+    assert meta["train"]["steps"] == 120 and meta["model_id"] == expected["model_id"]
+
+
+def test_a_resume_checkpoint_of_another_recipe_is_refused(att_people, tmp_path):
+    config = distill_config(distill_weight=0.0, relational_weight=0.0, steps=4)
+    from training.run import resume_path, save, start_run
+
+    run = start_run(config, att_people, None, "cpu", None, None)
+    save(run, resume_path(tmp_path), elapsed=1.0)
+    with pytest.raises(ValueError, match="continues another recipe"):
+        train(replace(config, margin=0.5), run_dir=tmp_path, out=tmp_path / "m.pt", progress=False, data=att_people)
+    summary = train(replace(config, margin=0.5), run_dir=tmp_path, out=tmp_path / "m.pt", progress=False,
+                    data=att_people, fresh=True)
+    assert summary["steps"] == 4 and not resume_path(tmp_path).exists()

