@@ -105,11 +105,6 @@ def compare_markdown(
     return "\n\n".join(lines)
 
 
-def error_markdown(message: str) -> str:
-    """A user-caused error as a short, safe paragraph."""
-    return f"⚠ {md_escape(message)}"
-
-
 def face_label(name: str | None, similarity: float | None) -> str:
     """Label drawn on a face: 'Name 87.0%' or 'unknown' (plain text, drawn as pixels)."""
     if name is None:
@@ -198,7 +193,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 def draw_faces(
     image: Image.Image,
-    boxes: Iterable[Sequence[float]],
+    boxes: Iterable[Sequence[float] | np.ndarray],
     labels: Sequence[str] | None = None,
     chosen: int | None = None,
     colours: Sequence[tuple[int, int, int]] | None = None,
@@ -263,21 +258,6 @@ def side_by_side(
     out = Image.new("RGB", (2 * size + gap, size), (255, 255, 255))
     out.paste(tiles[0], (0, 0))
     out.paste(tiles[1], (size + gap, 0))
-    return out
-
-
-def tile(images: Sequence[Image.Image], gap: int = 0) -> Image.Image:
-    """Photos placed left to right on white, tops aligned (used to make a several-faces example)."""
-    images = [im.convert("RGB") for im in images]
-    out = Image.new(
-        "RGB",
-        (sum(im.width for im in images) + gap * (len(images) - 1), max(im.height for im in images)),
-        (255, 255, 255),
-    )
-    x = 0
-    for im in images:
-        out.paste(im, (x, 0))
-        x += im.width + gap
     return out
 
 

@@ -55,7 +55,6 @@ def test_md_escape_neutralises_html_and_markdown():
         lambda n: render.people_markdown([(n, 2)]),
         lambda n: render.identify_markdown([{"face": 1, "name": n, "similarity": 0.9}]),
         lambda n: render.enroll_markdown(n, 1, [("photo.jpg", f"looks like {n}")], [f"already enrolled as {n}"]),
-        lambda n: render.error_markdown(f"No person named {n}."),
     ],
 )
 def test_names_are_escaped_everywhere(make):
@@ -108,14 +107,12 @@ def test_draw_faces_label_stays_inside_the_image():
     assert out.size == (60, 60)
 
 
-def test_side_by_side_and_tile():
+def test_side_by_side():
     a = np.zeros((112, 112, 3), np.uint8)
     b = np.full((112, 112, 3), 255, np.uint8)
     pair = render.side_by_side(a, b, gap=8, size=100)
     assert pair.size == (208, 100)
     assert pair.getpixel((50, 50)) == (0, 0, 0) and pair.getpixel((150, 50)) == (255, 255, 255)
-    tiled = render.tile([Image.new("RGB", (30, 40)), Image.new("RGB", (20, 50))])
-    assert tiled.size == (50, 50)
 
 
 def test_the_about_page_reads_the_card_for_people():
@@ -176,7 +173,6 @@ def test_status_marks_are_text_glyphs_that_any_font_has():
         render.compare_markdown(verdict, 0.9, 0.5, 0.9, band=(0.8, 1.0), warnings=["blurred"])
         for verdict in ("same", "not sure", "different")
     ]
-    texts.append(render.error_markdown("bad file"))
     for text in texts:
         wide = [c for c in text if unicodedata.east_asian_width(c) == "W" or c == "\ufe0f"]
         assert not wide, (wide, text)

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -227,7 +228,7 @@ def teacher_targets_path(crop_file: Path) -> Path:
     return TEACHER_DIR / f"{set_name}-{file_digest(crop_file)}.npz"
 
 
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+def save_npz_atomic(path: Path, **arrays: Any) -> None:
     """np.savez to a temporary name, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

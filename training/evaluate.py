@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from engine.settings import RESULTS_DIR
+
 from .metrics import accuracy_at, best_threshold_accuracy, eer, roc, roc_auc, tar_at_far
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+RESULTS = RESULTS_DIR
 
 
 #: What the model card says of the teacher when the weights were trained with distillation.
@@ -165,7 +166,7 @@ def plot(distances: np.ndarray, same: np.ndarray, threshold: float, out_dir: Pat
     fig.savefig(out_dir / "roc.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    bins = np.linspace(0, max(2.0, float(distances.max())), 60)
+    bins = np.linspace(0, max(2.0, float(distances.max())), 60).tolist()
     ax.hist(distances[same], bins=bins, alpha=0.6, label="same person")
     ax.hist(distances[~same], bins=bins, alpha=0.6, label="different people")
     ax.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.3f}")

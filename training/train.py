@@ -242,7 +242,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "blocks": tuple(args.blocks) if args.blocks else None,
         "in_channels": 1 if args.grey else None,
     }
-    names = ("name", "minutes", "steps", "pairs", "margin", "seed", "threads", "distill_weight")
+    names: tuple[str, ...] = ("name", "minutes", "steps", "pairs", "margin", "seed", "threads", "distill_weight")
     names += ("relational_weight", "distill_target", "distill_projection", "distill_centre")
     names += ("singles_per_batch", "precision")
     changes: dict[str, Any] = {k: getattr(args, k) for k in names if getattr(args, k) is not None}

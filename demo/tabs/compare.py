@@ -19,8 +19,8 @@ def build(ctx: TabContext) -> None:
         c = r.comparison
         n_a, n_b = r.photo_a.found, r.photo_b.found
         details = render.compare_payload(c, r.used_a, r.used_b, n_a, n_b, ctx.model_id)
-        band = (c.band.low, c.band.high) if getattr(c, "band", None) is not None else None
-        scores = tuple((details[k] or {}).get("score") for k in ("quality_a", "quality_b"))
+        band = (c.band.low, c.band.high) if c.band is not None else None
+        score_a, score_b = ((details[k] or {}).get("score") for k in ("quality_a", "quality_b"))
         text = render.compare_markdown(
             c.verdict,
             c.distance,
@@ -32,7 +32,7 @@ def build(ctx: TabContext) -> None:
             r.used_b,
             band=band,
             warnings=c.warnings,
-            qualities=scores,
+            qualities=(score_a, score_b),
         )
         boxed = [
             ctx.picture(render.draw_faces(p.image, [f.box for f in p.faces], chosen=used - 1, max_side=800))
