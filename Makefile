@@ -32,11 +32,11 @@ cache: $(VENV)/.dev
 	$(PY) -m training.data cache
 
 # Trains a recipe from configs/ (default: contrastive only from scratch, 90 minutes; the shipped
-# weights are configs/shipped.json, the same for 110) into engine/weights/twin.pt, then fits its
+# weights are configs/teacher-80.json) into engine/weights/twin.pt, then fits its
 # thresholds and calibration and writes the model card engine/weights/twin.json. A recipe that
 # distills (the recipe itself says so: `python -m training.recipes needs-teacher NAME`, e.g.
 # teacher, teacher-finetune) first caches the teacher's targets (make teacher); an unknown
-# recipe stops here.
+# recipe stops here. An interrupted run resumes from runs/NAME/resume.pt (ARGS=--fresh: start over).
 RECIPE ?= default
 train: $(VENV)/.dev
 	$(PY) -m training.data cache

@@ -37,7 +37,7 @@ DLIB_REFERENCE = "0.984 ± 0.005 (from the accuracy issue's side-by-side run; 0.
 
 def detection_key(engine: FaceEngine) -> str:
     """Names the crops faces() makes: the detector's version and settings, and the alignment's
-    version (engine.detect.DETECTION_VERSION, engine.align.ALIGNMENT_VERSION). Built from
+    version (engine.detectors.mtcnn.DETECTION_VERSION, engine.align.ALIGNMENT_VERSION). Built from
     declared versions, not from source bytes, so reformatting the code keeps the cache; a
     change that moves boxes or landmarks bumps a version. The network and the picker of
     faces() do not change the crop of the most prominent face."""

@@ -95,7 +95,8 @@ class Gallery:
     model_id:       the model whose embeddings this caller brings (engine.model_id). A gallery
                     holding another model's embeddings refuses enroll/search/identify with
                     ModelMismatch until `reembed` (python -m index reembed); an empty one adopts it.
-    threshold:      default Euclidean threshold for identify (engine.threshold).
+    threshold:      default Euclidean threshold for identify (open_gallery passes the engine's
+                    identification_threshold, else its verification threshold).
     embedding_size: expected vector length (engine.embedding_size); default: the stored one, or 128.
     thumbnails:     keep the aligned crop given to enroll (as PNG). False: never store one.
     busy_timeout:   seconds a change waits for another writer before it raises GalleryBusy.

@@ -1,7 +1,7 @@
 """Train the twin network: `python -m training.train --config NAME` runs the recipe configs/NAME.json.
 
-    python -m training.train                          # configs/default.json (the shipped weights: shipped)
-    python -m training.train --config shipped         # what `make train RECIPE=shipped` runs
+    python -m training.train                          # configs/default.json: contrastive only, from scratch
+    python -m training.train --config teacher-80      # the shipped weights (`make train RECIPE=teacher-80`)
     python -m training.train --config seed            # the seed notebook's network and recipe
     python -m training.train --minutes 10 --pairs random --name ablation-random
 
