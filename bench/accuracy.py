@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 
 from engine.model import DEFAULT_WEIGHTS  # noqa: E402
 from engine.pipeline import FaceEngine  # noqa: E402

@@ -22,7 +22,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 from engine.settings import DATA_DIR as DATA  # noqa: E402
 PHOTOS = (DATA / "lfw" / "Serena_Williams" / "Serena_Williams_0001.jpg",
           DATA / "lfw" / "Serena_Williams" / "Serena_Williams_0002.jpg")

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 
 
 def count(paths: list[str]) -> list[int]:

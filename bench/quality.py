@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 
 from engine import quality as Q  # noqa: E402
 from engine.align import ALIGNMENT_VERSION  # noqa: E402

@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 
 import numpy as np  # noqa: E402
 

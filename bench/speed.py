@@ -31,7 +31,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
+from engine.settings import ROOT  # noqa: E402  (the project root, defined once)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
