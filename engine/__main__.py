@@ -119,8 +119,8 @@ def _compare(args: argparse.Namespace) -> int:
                     "similarity": round(result.similarity, 6),
                     "threshold": result.threshold,
                     "model_id": engine.model_id,
-                    "face_a": _face_json(result.face_a),
-                    "face_b": _face_json(result.face_b),
+                    "face_a": _face_json(result.face_a, args.face_a),
+                    "face_b": _face_json(result.face_b, args.face_b),
                 }
             )
         )
@@ -137,7 +137,7 @@ def _faces(args: argparse.Namespace) -> int:
     engine = _engine(args)
     found = engine.faces(photo)
     if args.json:
-        print(json.dumps({"size": list(photo.size), "faces": [_face_json(f) for f in found]}))
+        print(json.dumps({"size": list(photo.size), "faces": [_face_json(f, n) for n, f in enumerate(found, 1)]}))
         return 0
     if not found:
         print(f"no face found in {args.photo} ({photo.width}x{photo.height})")
@@ -152,8 +152,9 @@ def _faces(args: argparse.Namespace) -> int:
     return 0
 
 
-def _face_json(face) -> dict:
-    return {"box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 4)}
+def _face_json(face, number: int) -> dict:
+    """A face for --json: its number (from 1, as the app and `faces` count), box and score."""
+    return {"number": number, "box": [round(float(v), 1) for v in face.box], "score": round(float(face.score), 4)}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -87,6 +87,7 @@ def test_compare_json(lfw, capsys):
     assert set(result) >= {"distance", "same", "similarity", "threshold", "model_id", "face_a", "face_b"}
     assert result["same"] == (result["distance"] <= result["threshold"])
     assert 0 <= result["similarity"] <= 1 and len(result["face_a"]["box"]) == 4
+    assert result["face_a"]["number"] == result["face_b"]["number"] == 1      # numbered from 1, as in the app
 
 
 def test_faces_lists_boxes_and_scores(lfw, blank_photo, capsys):
@@ -95,6 +96,17 @@ def test_faces_lists_boxes_and_scores(lfw, blank_photo, capsys):
     assert "1 face(s)" in out and "1: box (" in out and "score " in out
     assert main(["faces", str(blank_photo), "--device", "cpu", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"size": [200, 200], "faces": []}
+
+
+def test_compare_uses_the_numbered_face(engine, capsys):
+    """--face-a 2 is the second most prominent face, as `faces` numbers it and the app does."""
+    two = ROOT / "demo" / "examples" / "two_people.jpg"
+    assert main(["compare", str(two), str(two), "--face-a", "2", "--device", "cpu", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    faces = engine.faces(two)
+    assert (result["face_a"]["number"], result["face_b"]["number"]) == (2, 1) and result["distance"] > 0.1
+    assert result["face_a"]["box"] == [round(float(v), 1) for v in faces[1].box]
+    assert result["face_b"]["box"] == [round(float(v), 1) for v in faces[0].box]
 
 
 def test_face_number_out_of_range(lfw, capsys):
