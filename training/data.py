@@ -1,9 +1,10 @@
 """Identity-folder data sets, cached aligned crops, a P x K batch sampler and augmentation.
 
-Every photo is detected and aligned once, by the engine's own detector and alignment, and
-the 112 x 112 crops are cached under `.cache/crops/` (git-ignored). A cache file's name holds
-a hash of the alignment version, detector policy and file list, so it is rebuilt whenever
-any of them changes and re-used otherwise.
+Every photo is detected and aligned once, by the engine's own detect-pick-align
+(engine.detect.detect_pick_align, with the detector's crop-cache settings), and the 112 x 112
+crops are cached under `.cache/crops/` (git-ignored; TWIN_CACHE). A cache file's name holds a
+hash of the alignment version, the detector's crop_cache_key() and the file list, so it is
+rebuilt whenever any of them changes and re-used otherwise.
 
     python -m training.data cache [--sets celeba_aligned celeba_wild att_train lfw] [--workers 2]
 
