@@ -389,7 +389,7 @@ def entry_number(value: Any) -> int | None:
         raise UserError("An entry must be given by its number.")
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit() or len(value) > 18:
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:  # not "²", "١" (int() reads it as 1)
             raise UserError("An entry must be given by its number.")
         return int(value)
     try:
