@@ -258,6 +258,7 @@ class TwinService:
                 thumbnails=self.thumbnails,
                 deadline=deadline,
                 progress=progress,
+                max_pixels=self.limits.folder.max_pixels,
             )
 
     # -- manage ----------------------------------------------------------------------------

@@ -973,3 +973,90 @@ def test_entry_numbers_are_ascii_digits_only(make, faces, typed):
         entry_number(typed)
     with pytest.raises(BadFaceNumber):
         face_number(typed)
+
+
+# -- issue 19 row 13: zips that cannot be read, and the pixels one upload may decode -------------
+def _zip_of(photos: dict[str, bytes], method: int = 0) -> bytearray:
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=method) as archive:
+        for name, data in photos.items():
+            archive.writestr(name, data)
+    return bytearray(out.getvalue())
+
+
+def _patch(data: bytearray, member: str, local: dict[int, bytes], central: dict[int, bytes]) -> bytearray:
+    """Overwrite fields of one member's local header and its central directory record."""
+    name = member.encode()
+    at = data.find(b"PK\x03\x04")
+    while data[at + 30: at + 30 + len(name)] != name:
+        at = data.find(b"PK\x03\x04", at + 4)
+    for offset, value in local.items():
+        data[at + offset: at + offset + len(value)] = value
+    at = data.find(b"PK\x01\x02")
+    while data[at + 46: at + 46 + len(name)] != name:
+        at = data.find(b"PK\x01\x02", at + 4)
+    for offset, value in central.items():
+        data[at + offset: at + offset + len(value)] = value
+    return data
+
+
+def _bad_crc(data: bytearray) -> bytearray:
+    at = data.find(b"Bob/1.jpg") + len("Bob/1.jpg") + 2000       # inside Bob's (stored) JPEG bytes
+    data[at] ^= 0xFF
+    return data
+
+
+BAD_ZIPS = {  # kind -> (how the zip is spoilt, a word of the reason given for Bob's photo)
+    "bad CRC": (_bad_crc, "checksum"),
+    "encrypted": (lambda d: _patch(d, "Bob/1.jpg", {6: b"\x01\x00"}, {8: b"\x01\x00"}), "encrypted"),
+    "unknown method": (lambda d: _patch(d, "Bob/1.jpg", {8: b"\x63\x00"}, {10: b"\x63\x00"}), "method"),
+    "a header that lies about the size": (
+        lambda d: _patch(d, "Bob/1.jpg", {22: struct.pack("<I", 10 << 20)}, {24: struct.pack("<I", 3000)}),
+        "damaged"),
+    "a local header that names another file": (lambda d: _patch(d, "Bob/1.jpg", {30: b"X"}, {}), "damaged"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_ZIPS))
+def test_a_zip_member_that_cannot_be_read_is_skipped_with_our_reason(lfw, kind):
+    """Issue 19 row 13: each of these was "Something went wrong on our side" (uncaught)."""
+    from index.people_folder import read_zip
+
+    spoil, word = BAD_ZIPS[kind]
+    data = _zip_of({"Ann/1.jpg": lfw("Tony_Blair", 1).read_bytes(), "Bob/1.jpg": lfw("Colin_Powell", 1).read_bytes()})
+    collection = read_zip(io.BytesIO(bytes(spoil(data))))
+    assert [(p.name, len(p.photos)) for p in collection.people] == [("Ann", 1)]
+    assert [label for label, _ in collection.skipped] == ["Bob/1.jpg"]
+    assert word in collection.skipped[0][1], collection.skipped
+
+
+def test_a_zip_with_a_broken_directory_is_refused_with_one_message(lfw):
+    from index.people_folder import read_zip
+
+    data = _zip_of({"Ann/1.jpg": lfw("Tony_Blair", 1).read_bytes()}, method=8)
+    for broken in (data[: len(data) // 2], data[:-30] + b"\x00" * 30):
+        with pytest.raises(InvalidInput, match="not a zip archive we can read"):
+            read_zip(io.BytesIO(bytes(broken)))
+
+
+def test_a_zip_decodes_a_bounded_number_of_pixels(engine, lfw, tmp_path):
+    """Issue 19 row 13: 137 large PNGs in a 9.7 MB zip cost 71 CPU-s. Past the upload's pixel
+    budget a photo is refused from its header, undecoded; the small real faces first still enroll."""
+    from demo.inputs import PhotoInput
+    from demo.service import Limits, TwinService
+    from index import open_gallery
+
+    big = io.BytesIO()
+    Image.new("RGB", (5000, 4000), (128, 120, 110)).save(big, format="PNG")    # 20 MP, 60 KB
+    photos = {"Aaron/1.jpg": lfw("Tony_Blair", 1).read_bytes()}
+    photos |= {f"Big/{i}.png": big.getvalue() for i in range(9)}              # 180 MP in all
+    path = tmp_path / "big.zip"
+    path.write_bytes(bytes(_zip_of(photos)))
+    assert Limits().folder.max_pixels == 150_000_000 and path.stat().st_size < 1 << 20
+    with open_gallery(tmp_path / "g", engine) as gallery:
+        outcomes = TwinService(engine, gallery).enroll_zip(PhotoInput("big.zip", data=path.read_bytes()))
+    by_name = {o.name: o for o in outcomes}
+    assert len(by_name["Aaron"].entries) == 1
+    over = [why for _, why in by_name["Big"].refused if "megapixels" in why]
+    assert len(over) == 2 and "150 megapixels" in over[0]
