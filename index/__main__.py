@@ -160,7 +160,7 @@ class Cli:
 
         from tqdm import tqdm
 
-        from .enrollment import enroll_collection, summarize
+        from .enrollment import enroll_collection, summarize, unreadable_outcomes
         from .people_folder import FolderLimits, read_folder, read_zip
 
         a = self.args
@@ -184,6 +184,7 @@ class Cli:
             outcomes = enroll_collection(
                 self.engine, g, collection.people, thumbnails=not a.no_thumbnail, progress=tick
             )
+        outcomes = unreadable_outcomes(collection.unreadable, outcomes)
         summary: dict[str, Any] = {
             **summarize(outcomes),
             "skipped": [{"file": f, "reason": why} for f, why in collection.skipped],

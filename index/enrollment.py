@@ -219,7 +219,7 @@ def enroll_collection(
 
     total = sum(len(p.photos) for p in people)
     done = decoded = 0
-    outcomes = []
+    outcomes: list[Outcome] = []
     for person in people:
         candidates = []
         for label, source in person.photos:
@@ -254,6 +254,18 @@ def enroll_collection(
             outcome = Outcome(person.name)
             outcome.refused = [(c.label, str(exc)) for c in candidates]
             outcomes.append(outcome)
+    return outcomes
+
+
+def unreadable_outcomes(unreadable: Sequence[tuple[str, str, str]], outcomes: list[Outcome]) -> list[Outcome]:
+    """Fold the photos a zip could not give us (people_folder.Collection.unreadable: person,
+    photo, why) into the outcomes as refusals, so every report lists them with their reason."""
+    by_name = {o.name: o for o in outcomes}
+    for person, label, why in unreadable:
+        if person not in by_name:
+            by_name[person] = Outcome(person)
+            outcomes.append(by_name[person])
+        by_name[person].refused.append((label, f"{why}."))
     return outcomes
 
 

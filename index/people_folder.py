@@ -69,7 +69,8 @@ class PersonPhotos:
 @dataclass
 class Collection:
     people: list[PersonPhotos]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member, why): not photos
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (person, member, why): photos
 
     @property
     def photo_count(self) -> int:
@@ -112,6 +113,7 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
         prefix = _common_top_folder(parts)
         accepted: list[tuple[zipfile.ZipInfo, str, str]] = []  # (member, person, label)
         skipped: list[tuple[str, str]] = []
+        unreadable: list[tuple[str, str, str]] = []
         total = 0
         for member, member_parts in zip(members, parts):
             if member.is_dir():
@@ -127,12 +129,15 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
                 why = f"larger than {limits.max_photo_bytes >> 20} MB"
             if why is None and member.file_size > limits.max_ratio * max(member.compress_size, 1) + 4096:
                 why = "compressed suspiciously well (a zip bomb?)"
-            if why is None and member.flag_bits & 0x1:
-                why = "encrypted (password-protected): it cannot be read; zip it without a password"
-            if why is None and member.compress_type not in METHODS:
-                why = f"compressed by a method we do not read (method {member.compress_type}); use plain zip"
             if why:
                 skipped.append((label[:200], why))
+                continue
+            if member.flag_bits & 0x1:
+                why = "it is encrypted (password-protected); zip it without a password"
+            elif member.compress_type not in METHODS:
+                why = f"it is compressed by a method we do not read (method {member.compress_type}); use plain zip"
+            if why:
+                unreadable.append((rel[0], label[:200], why))
                 continue
             total += member.file_size
             if total > limits.max_total_bytes:
@@ -148,13 +153,13 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
             try:
                 people[person].photos.append((label, _read_member(archive, member, limits.max_photo_bytes)))
             except InvalidInput as exc:  # its header lied about its size
-                skipped.append((label[:200], str(exc).rstrip(".")))
+                unreadable.append((person, label[:200], str(exc).rstrip(".")))
             except _ZIP_ERRORS as exc:
-                skipped.append((label[:200], f"damaged: {_why(exc)}; it was not read"))
+                unreadable.append((person, label[:200], f"it is damaged: {_why(exc)}"))
         people = {name: photos for name, photos in people.items() if photos.photos}
         for person_photos in people.values():
             person_photos.photos.sort(key=lambda item: item[0])
-        return Collection(sorted(people.values(), key=lambda p: p.name), skipped)
+        return Collection(sorted(people.values(), key=lambda p: p.name), skipped, unreadable)
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:

@@ -1027,8 +1027,8 @@ def test_a_zip_member_that_cannot_be_read_is_skipped_with_our_reason(lfw, kind):
     data = _zip_of({"Ann/1.jpg": lfw("Tony_Blair", 1).read_bytes(), "Bob/1.jpg": lfw("Colin_Powell", 1).read_bytes()})
     collection = read_zip(io.BytesIO(bytes(spoil(data))))
     assert [(p.name, len(p.photos)) for p in collection.people] == [("Ann", 1)]
-    assert [label for label, _ in collection.skipped] == ["Bob/1.jpg"]
-    assert word in collection.skipped[0][1], collection.skipped
+    assert collection.skipped == [] and [c[:2] for c in collection.unreadable] == [("Bob", "Bob/1.jpg")]
+    assert word in collection.unreadable[0][2], collection.unreadable
 
 
 def test_a_zip_with_a_broken_directory_is_refused_with_one_message(lfw):
