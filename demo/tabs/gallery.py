@@ -1,6 +1,6 @@
 """Gallery: everyone enrolled, a page at a time, and the two changes (rename, delete).
-Endpoints /people (page, start: one page of PEOPLE_PER_PAGE people in name order, from the
-first name >= start), /remove, /rename.
+Endpoints /people (the first page), /people_page (page, start: page `page` of
+PEOPLE_PER_PAGE people in name order, from the first name >= start), /remove, /rename.
 
 Deleting an entry also deletes the picture files the app made of it, so the old thumbnail
 URLs stop serving at once; a deletion elsewhere (the CLI, another replica) is caught on the
@@ -41,11 +41,15 @@ def build(ctx: TabContext) -> None:
     def refresh(page=1, start=""):  # the same as people(), for the page's own refreshes (not an endpoint)
         return people(page, start)
 
+    @guarded
+    def first_page():
+        return people(1, "")
+
     def turn(page, step):
         try:
-            return max(1, int(page or 1) + step)
+            return str(max(1, int(str(page or 1).strip()) + step))
         except (TypeError, ValueError, OverflowError):
-            return 1
+            return "1"
 
     @guarded
     def person_entries(person):
@@ -79,7 +83,8 @@ def build(ctx: TabContext) -> None:
         )
         with gr.Row():
             previous_btn = gr.Button("◀ Previous", size="sm")
-            page_box = gr.Number(label="Page", value=1, precision=0, minimum=1, elem_id="people-page")
+            first_btn = gr.Button("⏮ First page", size="sm")
+            page_box = gr.Textbox(label="Page", value="1", max_length=20, elem_id="people-page")
             start_box = gr.Textbox(label="Names from", placeholder="e.g. M", max_length=MAX_NAME_LENGTH)
             next_btn = gr.Button("Next ▶", size="sm")
             refresh_btn = gr.Button("Refresh", size="sm")
@@ -115,8 +120,11 @@ def build(ctx: TabContext) -> None:
     )
     ctx.after_change.append(refresh_people)
 
-    refresh_btn.click(people, [page_box, start_box], outputs, api_name="people")
-    start_box.submit(lambda: 1, None, page_box, api_visibility="private", queue=False).then(**refresh_people)
+    refresh_btn.click(people, [page_box, start_box], outputs, api_name="people_page")
+    first_btn.click(first_page, None, outputs, api_name="people").then(
+        lambda: ("1", ""), None, [page_box, start_box], api_visibility="private", queue=False
+    )
+    start_box.submit(lambda: "1", None, page_box, api_visibility="private", queue=False).then(**refresh_people)
     previous_btn.click(lambda n: turn(n, -1), page_box, page_box, api_visibility="private", queue=False).then(
         **refresh_people
     )
