@@ -70,6 +70,7 @@ bench-seed: $(VENV)/.dev
 # bench/results/hardening.md, about 3-5 minutes on 2 cores.
 bench-hardening: $(VENV)/.dev
 	$(PY) bench/hardening.py $(ARGS)
+	$(PY) bench/hardening_people.py
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -29,6 +29,7 @@ except ImportError:
 import torch  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from demo.freshness import middleware as fresh_files  # noqa: E402
 from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
 from demo.inputs import MAX_PHOTO_BYTES  # noqa: E402
 from demo.service import Limits  # noqa: E402
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_monitoring=False,
         ssr_mode=False,
         css=LAUNCH_CSS,
-        app_kwargs={"middleware": middleware()},
+        app_kwargs={"middleware": middleware() + fresh_files(demo)},  # fresh_files: issue 19 row 10
     )
     if args.share and not demo.share_url:
         print(

@@ -96,6 +96,11 @@ class ResultFiles:
                         removed += 1
         return removed
 
+    def known(self) -> list[str]:
+        """The entries this app holds picture files of (for demo/freshness.py)."""
+        with self._lock:
+            return sorted({*self._thumbs, *self._shows})
+
     def retain(self, entry_ids: Iterable[Any]) -> int:
         """Forget every thumbnail but those of `entry_ids` (entries deleted by another program)."""
         keep = {str(e) for e in entry_ids}

@@ -161,6 +161,21 @@ def people_markdown(people: Sequence[tuple[str, int]]) -> str:
     return "\n".join(lines)
 
 
+def people_page_markdown(people: Sequence[tuple[str, int]], total: int, page: int, per_page: int) -> str:
+    """One page of the Gallery tab's table: which people of how many, then the rows."""
+    pages = max(1, -(-total // per_page))
+    if not total:
+        return people_markdown([])
+    first = (page - 1) * per_page + 1
+    head = (
+        f"People {first:,}-{first + len(people) - 1:,} of {total:,} (page {page:,} of {pages:,})."
+        if people
+        else f"Page {page:,} is past the last page ({pages:,}) of {total:,} people."
+    )
+    rows = ["| name | entries |", "|---|---|"] + [f"| {md_escape(name)} | {count} |" for name, count in people]
+    return "\n".join([head, ""] + (rows if people else []))
+
+
 def enroll_markdown(
     name: str, made: int, refused: Sequence[tuple[str, str]], warnings: Sequence[str], already: int = 0
 ) -> str:

@@ -31,7 +31,7 @@ from engine.errors import BadFaceNumber
 from engine.settings import MIN_FACE_SIZE
 from index import GalleryCorrupt, GalleryError
 from index.enrollment import Candidate as EnrollCandidate
-from index.enrollment import Outcome, admit, candidate_from, enroll_collection
+from index.enrollment import Outcome, admit, candidate_from, enroll_collection, unreadable_outcomes
 from index.people_folder import FolderLimits, read_zip
 
 from .inputs import PhotoInput
@@ -40,6 +40,8 @@ log = logging.getLogger("twin.demo")
 
 #: Top matches listed per face in Identify.
 TOP_K = 3
+#: People per page of the Gallery tab and of /people.
+PEOPLE_PER_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -247,18 +249,20 @@ class TwinService:
             collection = read_zip(source, self.limits.folder)
         except GalleryError as exc:
             raise UserError(str(exc)) from None
-        if not collection.people:
+        if not collection.people and not collection.unreadable:
             raise UserError("The zip holds no photos in person folders (expected Name/photo.jpg).")
         deadline = time.monotonic() + self.limits.bulk_seconds
         with _gallery_errors():
-            return enroll_collection(
+            outcomes = enroll_collection(
                 self.engine,
                 self.gallery,
                 collection.people,
                 thumbnails=self.thumbnails,
                 deadline=deadline,
                 progress=progress,
+                max_pixels=self.limits.folder.max_pixels,
             )
+        return unreadable_outcomes(collection.unreadable, outcomes)
 
     # -- manage ----------------------------------------------------------------------------
     def people(self) -> list[Person]:
@@ -269,6 +273,16 @@ class TwinService:
             for entry in self.gallery.entries():
                 by_name.setdefault(entry.name, []).append(entry.entry_id)
         return [Person(name, ids) for name, ids in sorted(by_name.items(), key=lambda p: (p[0].casefold(), p[0]))]
+
+    def people_page(self, page: Any = 1, start: Any = "") -> tuple[list[Person], int, int]:
+        """One page of people (PEOPLE_PER_PAGE, in name order, from the first name >= `start`)
+        with their entry ids, how many people there are and the page number used: a page of a
+        million-person gallery reads only that page (issue 19 row 12)."""
+        number = page_number(page)
+        start = " ".join(start.split()) if isinstance(start, str) else ""
+        with _gallery_errors():
+            people, total = self.gallery.people_page(number, PEOPLE_PER_PAGE, start=start)
+            return [Person(p.name, [e.entry_id for e in self.gallery.entries(p.name)]) for p in people], total, number
 
     def entries_of(self, person: str | None) -> list[Any]:
         """The entry ids of one person, oldest first ([] for nobody)."""
@@ -381,6 +395,19 @@ def _pick(number: int, photo: Photo, which: str) -> Face:
     return picking.pick_face(photo.faces, number, which, found=photo.found, no_face=NO_FACE, no_such_face=NO_SUCH_FACE)
 
 
+def page_number(value: Any) -> int:
+    """A page number as a client may send it (2, 2.0, "2"; none: 1), ASCII digits only."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 1
+    try:
+        number = None if isinstance(value, bool) else entry_number(value)
+    except UserError:
+        number = None
+    if number is None or number < 1:
+        raise UserError("The page must be a whole number from 1.")
+    return number
+
+
 def entry_number(value: Any) -> int | None:
     """An entry id as a client may send it (7, 7.0, "7"); None for none; UserError otherwise."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -389,7 +416,7 @@ def entry_number(value: Any) -> int | None:
         raise UserError("An entry must be given by its number.")
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit() or len(value) > 18:
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:  # not "²", "١" (int() reads it as 1)
             raise UserError("An entry must be given by its number.")
         return int(value)
     try:

@@ -15,6 +15,7 @@ import gradio as gr
 from engine import FaceEngine
 
 from .files import ResultFiles
+from .freshness import DeletionWatch
 from .inputs import upload_folder
 from .service import Limits, TwinService
 from .tabs import TabContext, about, compare, enroll, gallery, identify
@@ -45,4 +46,5 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits
             wire()
         for event in ctx.on_load:
             demo.load(**event)
+    demo.twin_deletion_watch = DeletionWatch(gallery, files)  # type: ignore[attr-defined]  # app.py's middleware
     return demo

@@ -45,8 +45,8 @@ def face_number(value: Any, default: int | None = 1) -> int:
         if default is None:
             raise BadFaceNumber(value)
         return default
-    if isinstance(value, bool):
-        raise BadFaceNumber(value)
+    if isinstance(value, bool) or (isinstance(value, str) and not value.isascii()):
+        raise BadFaceNumber(value)  # ASCII only: float() also reads "١" (Arabic-Indic one) as 1
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):

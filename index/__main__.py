@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("enroll", help="enroll a person from one or more photos (one entry per photo)")
     p.add_argument("name")
     p.add_argument("photos", nargs="+", metavar="photo")
-    p.add_argument("--face", type=face_argument, default=1, help="which face of each photo, 1 = most prominent")
+    p.add_argument(
+        "--face",
+        type=face_argument,
+        default=None,
+        help="use face N (1 = most prominent) of photos of several people; without it a photo must show one face",
+    )
     p.add_argument("--no-thumbnail", action="store_true", help="do not keep the aligned face crop")
 
     p = commands.add_parser(
@@ -155,7 +160,7 @@ class Cli:
 
         from tqdm import tqdm
 
-        from .enrollment import enroll_collection, summarize
+        from .enrollment import enroll_collection, summarize, unreadable_outcomes
         from .people_folder import FolderLimits, read_folder, read_zip
 
         a = self.args
@@ -179,6 +184,7 @@ class Cli:
             outcomes = enroll_collection(
                 self.engine, g, collection.people, thumbnails=not a.no_thumbnail, progress=tick
             )
+        outcomes = unreadable_outcomes(collection.unreadable, outcomes)
         summary: dict[str, Any] = {
             **summarize(outcomes),
             "skipped": [{"file": f, "reason": why} for f, why in collection.skipped],
@@ -195,23 +201,35 @@ class Cli:
         return 0
 
     def enroll(self) -> int:
+        """One person from photos, by index.enrollment's policy: exactly what the app's form
+        does (quality floor, one face per photo, the same photo under another name refused,
+        a look-alike name refused, a look-alike face warned about). Exit 2 when nothing was
+        enrolled and nothing was there already."""
+        from .enrollment import admit, candidate_from
+
         a = self.args
-        chosen = [(photo, *self.pick_face(photo, a.face)) for photo in a.photos]  # all photos, or none
+        engine = self.engine
         with self.gallery(with_engine=True) as g:
-            done = []
-            for photo, face, count in chosen:
-                entry = g.enroll(a.name, face.embedding, thumbnail=None if a.no_thumbnail else face.crop)
-                done.append({"photo": photo, "entry_id": entry, "faces_in_photo": count})
-        lines = [
-            f"Enrolled {a.name!r} from {d['photo']} (entry {d['entry_id']})"
-            + (
-                f"; the photo has {d['faces_in_photo']} faces, face {a.face} was used"
-                if d["faces_in_photo"] > 1
-                else ""
-            )
-            for d in done
-        ]
-        self.emit({"name": a.name, "entries": done}, "\n".join(lines))
+            name = g.check_name(a.name)
+            candidates = [
+                candidate_from(engine, photo, photo, name, thumbnails=not a.no_thumbnail, face=a.face)[0]
+                for photo in a.photos
+            ]
+            outcome = admit(g, name, candidates, similarity=engine.similarity)
+        if not outcome.entries and not outcome.duplicates:
+            raise GalleryError(" ".join(f"{photo}: {why}" for photo, why in outcome.refused) or "Nothing was enrolled.")
+        data = {
+            "name": outcome.name,
+            "entries": [{"photo": photo, "entry_id": entry} for entry, photo in outcome.entries],
+            "already_enrolled": [{"photo": photo, "entry_id": entry} for entry, photo in outcome.duplicates],
+            "refused": [{"photo": photo, "reason": why} for photo, why in outcome.refused],
+            "warnings": outcome.warnings,
+        }
+        lines = [f"Enrolled {outcome.name!r} from {photo} (entry {entry})" for entry, photo in outcome.entries]
+        lines += [f"Already enrolled: {photo} is entry {entry} (skipped)" for entry, photo in outcome.duplicates]
+        lines += [f"Refused {photo}: {why}" for photo, why in outcome.refused]
+        lines += [f"warning: {w}" for w in outcome.warnings]
+        self.emit(data, "\n".join(lines))
         return 0
 
     def search(self) -> int:
@@ -351,12 +369,21 @@ class Cli:
         return 0
 
     def import_(self) -> int:
+        """By the enrollment policy (index.enrollment.ImportPolicy): what is there already is
+        skipped, the same face under another name and look-alike names are refused."""
         with self.gallery(with_engine=False) as g:
             count = g.import_from(self.args.file, replace=self.args.replace, max_entries=self.args.max_entries)
             model = g.stored_model_id if count else None
+        refused = [{"entry": e, "name": n, "reason": why} for e, n, why in count.refused]
+        lines = [
+            f"Imported {int(count)} entries from {self.args.file}"
+            + (f" (model {model})" if model else "")
+            + f"; {count.already_enrolled} already enrolled (skipped); {len(refused)} refused."
+        ]
+        lines += [f"  refused entry {r['entry']} ({r['name']}): {r['reason']}" for r in refused]
         self.emit(
-            {"imported": count, "model_id": model},
-            f"Imported {count} entries from {self.args.file}" + (f" (model {model})." if model else "."),
+            {"imported": int(count), "already_enrolled": count.already_enrolled, "refused": refused, "model_id": model},
+            "\n".join(lines),
         )
         return 0
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import checks, transfer
 from . import thumbnails as thumbs
-from .checks import MAX_NAME_LENGTH, SAME_PHOTO_DISTANCE, clean_name, clean_vector  # noqa: F401
+from .checks import MAX_NAME_LENGTH, RETRY_DISTANCE, clean_name, clean_vector  # noqa: F401
 from .errors import GalleryError, InvalidInput, ModelMismatch, NotFound
 from .exports import MAX_IMPORT_ENTRIES
 from .store import BUSY_TIMEOUT_S
@@ -100,7 +100,7 @@ class Gallery:
     embedding_size: expected vector length (engine.embedding_size); default: the stored one, or 128.
     thumbnails:     keep the aligned crop given to enroll (as PNG). False: never store one.
     busy_timeout:   seconds a change waits for another writer before it raises GalleryBusy.
-    retry_window:   seconds within which enrolling the same photo (distance < 1e-3) under the
+    retry_window:   seconds within which enrolling the same embedding (RETRY_DISTANCE) under the
                     same name again returns the first entry instead of adding a duplicate
                     (a client that retried after a lost reply); 0 turns this off.
     options:        the store's own: for a folder exact_limit, nprobe, save_every, background
@@ -173,21 +173,49 @@ class Gallery:
         """Store one face of `name`; returns its entry id. Durable when it returns.
 
         A retry is not a duplicate: when `name` already has an entry of this very face (the
-        same photo: distance < SAME_PHOTO_DISTANCE) enrolled less than `retry_window` seconds
+        same embedding: distance < RETRY_DISTANCE) enrolled less than `retry_window` seconds
         ago (default: the gallery's, 10 minutes), that entry's id is returned and nothing is
         added. So a client that lost the reply to a committed enrollment can simply send it again.
+
+        A name that looks like an enrolled one without being it (checks.name_key: a Cyrillic
+        "о" in "Tony Blair", a doubled space) is refused, naming the enrolled one.
 
         Raises InvalidInput (a ValueError) for a bad name, embedding or thumbnail, ModelMismatch
         when the gallery holds another model's embeddings, GalleryBusy when another program
         has been changing the gallery for longer than busy_timeout; nothing is stored then.
         """
-        name = clean_name(name)
+        name = self.check_name(name)
         vector = clean_vector(embedding, self.embedding_size)
         window = self.retry_window if retry_window is None else float(retry_window)
         if not (math.isfinite(window) and window >= 0):
             raise InvalidInput(f"retry_window must be a number of seconds >= 0, not {retry_window!r}.")
         png = thumbs.encode(thumbnail) if (thumbnail is not None and self.keep_thumbnails) else None
         return self.store.add(name, vector, png, retry_since=time.time() - window if window > 0 else None)
+
+    def check_name(self, name: object, *, besides: str | None = None) -> str:
+        """The clean form of a name to enroll (checks.clean_name), refused with InvalidInput
+        when it looks like another enrolled name without being it (besides: a name that
+        does not count, the old name of a rename). One indexed lookup on a folder gallery."""
+        name = clean_name(name)
+        like = self.names_like(name)
+        other = None if name in like else checks.look_alike(name, [n for n in like if n != besides])
+        if other is not None:
+            raise checks.looks_like(name, other)
+        return name
+
+    def names_like(self, name: str) -> list[str]:
+        """The enrolled names that look like `name` (its own included, when enrolled)."""
+        key = checks.name_key(clean_name(name))
+        lookup = getattr(self.store, "names_like", None)
+        if lookup is not None:
+            return lookup(key)
+        return [n for n, *_ in self.store.people() if checks.name_key(n) == key]  # stores without the index
+
+    def generation(self) -> int | None:
+        """A number that grows whenever entries are deleted, by this process or another (the
+        CLI, another app replica); None when the store keeps none (then ask `owner` per entry)."""
+        counter = getattr(self.store, "generation", None)
+        return None if counter is None else int(counter())
 
     def remove_entry(self, entry_id: int) -> None:
         """Delete one entry, its vector and its thumbnail, for good. NotFound if there is none."""
@@ -203,8 +231,10 @@ class Gallery:
 
     def rename_person(self, old: str, new: str, *, merge: bool = False) -> int:
         """Rename a person (all their entries); returns how many entries. Renaming onto a name
-        already enrolled merges the two only with merge=True."""
-        return self.store.rename(clean_name(old), clean_name(new), merge=merge)
+        already enrolled merges the two only with merge=True. A new name that looks like
+        another enrolled one (not `old`) is refused, naming it: to merge, rename onto it exactly."""
+        old = clean_name(old)
+        return self.store.rename(old, self.check_name(new, besides=old), merge=merge)
 
     def vacuum(self) -> None:
         """Make deleted data physically gone from the store's files and compact what remains
@@ -245,6 +275,23 @@ class Gallery:
             (Person(n, c, _when(a), _when(b)) for n, c, a, b in self.store.people()),
             key=lambda p: (p.name.casefold(), p.name),
         )
+
+    def people_page(self, page: int = 1, per_page: int = 50, *, start: str = "") -> tuple[list[Person], int]:
+        """One page of people in name order (code points) and how many people there are (from
+        the first name >= `start` on). A folder gallery reads only the page from its name
+        index: milliseconds at a million people. Other stores list everyone, then slice."""
+        page, per_page = int(page), int(per_page)
+        if page < 1 or not 1 <= per_page <= MAX_K:
+            raise InvalidInput(f"page must be >= 1 and per_page from 1 to {MAX_K}.")
+        start = start if isinstance(start, str) else ""
+        offset = (page - 1) * per_page
+        lookup, count = getattr(self.store, "people_page", None), getattr(self.store, "count_names", None)
+        if lookup is not None and count is not None:
+            rows, total = lookup(start, offset, per_page), count(start)
+        else:
+            everyone = sorted(r for r in self.store.people() if r[0] >= start)
+            rows, total = everyone[offset : offset + per_page], len(everyone)
+        return [Person(n, c, _when(a), _when(b)) for n, c, a, b in rows], int(total)
 
     def count_people(self) -> int:
         """How many people are enrolled (len(people()) without listing them: one COUNT in SQLite;
@@ -356,9 +403,16 @@ class Gallery:
         self._open_check()
         return transfer.export(self.store, path, thumbnails=thumbnails)
 
-    def import_from(self, path: str | Path, *, replace: bool = False, max_entries: int = MAX_IMPORT_ENTRIES) -> int:
-        """Add every entry of an exported gallery (replace=True: instead of the current ones);
-        returns how many.
+    def import_from(
+        self, path: str | Path, *, replace: bool = False, max_entries: int = MAX_IMPORT_ENTRIES
+    ) -> transfer.Imported:
+        """Add the entries of an exported gallery (replace=True: instead of the current ones);
+        returns how many were added (an int carrying `already_enrolled` and `refused`).
+
+        Every row goes through the enrollment policy (index.enrollment.ImportPolicy): a face
+        already enrolled under the row's name adds nothing (importing a file twice adds
+        nothing the second time); the same face under another name, or a name that looks like
+        another enrolled (or imported) one, is refused and listed in `refused`.
 
         The export is not trusted (index/exports.py): it is opened read-only; only real tables
         are read; more than max_entries entries are refused before any is read; every row is
@@ -368,9 +422,16 @@ class Gallery:
         is refused with InvalidInput naming the problem, and nothing changes. A non-empty
         gallery refuses an export of another model (ModelMismatch); an empty one takes the
         export's model. Searches go on meanwhile."""
+        from .enrollment import ImportPolicy
+
         self._open_check()
         return transfer.import_from(
-            self.store, path, replace=replace, thumbnails=self.keep_thumbnails, max_entries=max_entries
+            self.store,
+            path,
+            replace=replace,
+            thumbnails=self.keep_thumbnails,
+            max_entries=max_entries,
+            policy=ImportPolicy(self, replace=replace),
         )
 
 

@@ -10,12 +10,17 @@ The folder name is the person's name. A zip is untrusted input (an upload): its 
 are only ever used as labels (never as paths to write or read), and it is bounded before and
 while it is read: number of members, bytes per photo, total bytes decompressed, compression
 ratio (a zip bomb), and photos and people per upload. Files that are not photos, hidden files
-and anything not exactly two levels deep are skipped and counted, never fatal.
+and anything not exactly two levels deep are skipped and counted, never fatal; so are members
+that cannot be read: encrypted, compressed by a method we do not read, or damaged (a bad
+checksum, a header that lies about the data), each with its reason in our words. A file
+that is not a zip at all, or whose directory is broken, is refused with one clear message.
 """
 
 from __future__ import annotations
 
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -23,6 +28,21 @@ from typing import IO
 from .errors import InvalidInput
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".pgm", ".tif", ".tiff", ".gif"}
+#: The compression methods read (what zip tools write); any other is skipped with its number.
+METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
+#: What a damaged member or directory raises inside zipfile and the decompressors.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    LookupError,
+    MemoryError,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +55,7 @@ class FolderLimits:
     max_total_bytes: int = 200 * 1024 * 1024  # decompressed, for a zip
     max_members: int = 5000  # entries in a zip's directory, photos or not
     max_ratio: float = 100.0  # decompressed / compressed, per member
+    max_pixels: int | None = 150_000_000  # decoded per upload (index.enrollment): ~5 CPU-s of decoding
 
 
 @dataclass
@@ -48,7 +69,8 @@ class PersonPhotos:
 @dataclass
 class Collection:
     people: list[PersonPhotos]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (member, why): not photos
+    unreadable: list[tuple[str, str, str]] = field(default_factory=list)  # (person, member, why): photos
 
     @property
     def photo_count(self) -> int:
@@ -81,8 +103,8 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
     """A zip of such a folder (optionally inside one top folder), read within `limits`."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"This file is not a zip archive we can read ({exc}).") from None
+    except _ZIP_ERRORS as exc:
+        raise InvalidInput(f"This file is not a zip archive we can read ({_why(exc)}).") from None
     with archive:
         members = archive.infolist()
         if len(members) > limits.max_members:
@@ -91,6 +113,7 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
         prefix = _common_top_folder(parts)
         accepted: list[tuple[zipfile.ZipInfo, str, str]] = []  # (member, person, label)
         skipped: list[tuple[str, str]] = []
+        unreadable: list[tuple[str, str, str]] = []
         total = 0
         for member, member_parts in zip(members, parts):
             if member.is_dir():
@@ -109,6 +132,13 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
             if why:
                 skipped.append((label[:200], why))
                 continue
+            if member.flag_bits & 0x1:
+                why = "it is encrypted (password-protected); zip it without a password"
+            elif member.compress_type not in METHODS:
+                why = f"it is compressed by a method we do not read (method {member.compress_type}); use plain zip"
+            if why:
+                unreadable.append((rel[0], label[:200], why))
+                continue
             total += member.file_size
             if total > limits.max_total_bytes:
                 raise InvalidInput(f"The zip's photos add up to more than {limits.max_total_bytes >> 20} MB.")
@@ -120,10 +150,16 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
             _bounded(Collection(list(people.values()), skipped), limits, counting_only=True)
             raise InvalidInput(f"The zip has {len(accepted)} photos; the limit is {limits.max_photos} at a time.")
         for member, person, label in accepted:  # only now is anything decompressed
-            people[person].photos.append((label, _read_member(archive, member, limits.max_photo_bytes)))
+            try:
+                people[person].photos.append((label, _read_member(archive, member, limits.max_photo_bytes)))
+            except InvalidInput as exc:  # its header lied about its size
+                unreadable.append((person, label[:200], str(exc).rstrip(".")))
+            except _ZIP_ERRORS as exc:
+                unreadable.append((person, label[:200], f"it is damaged: {_why(exc)}"))
+        people = {name: photos for name, photos in people.items() if photos.photos}
         for person_photos in people.values():
             person_photos.photos.sort(key=lambda item: item[0])
-        return Collection(sorted(people.values(), key=lambda p: p.name), skipped)
+        return Collection(sorted(people.values(), key=lambda p: p.name), skipped, unreadable)
 
 
 def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
@@ -131,8 +167,24 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) 
     with archive.open(member) as stream:
         data = stream.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput(f"{member.filename} is larger than {limit >> 20} MB once decompressed.")
+        raise InvalidInput(f"larger than {limit >> 20} MB once decompressed (its header says less).")
     return data
+
+
+def _why(exc: BaseException) -> str:
+    """A zip error in our words (zipfile's own messages name internals, or nothing)."""
+    text = str(exc)
+    if "CRC" in text:
+        return "its checksum does not match its contents"
+    if "encrypted" in text or "password" in text:
+        return "it is encrypted"
+    if isinstance(exc, NotImplementedError) or "compression" in text:
+        return "it uses a compression method we do not read"
+    if isinstance(exc, MemoryError):
+        return "it would not fit in memory"
+    if isinstance(exc, (EOFError, zlib.error, struct.error)) or "header" in text or "Truncated" in text:
+        return "its data is cut short or does not match its header"
+    return "it is damaged or not a zip"
 
 
 def _common_top_folder(parts: list[tuple[str, ...]]) -> tuple[str, ...]:

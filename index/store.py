@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import name_key
 from .errors import GalleryBusy, GalleryCorrupt, GalleryError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,16 @@ CREATE TABLE IF NOT EXISTS thumbnails (
     entry_id INTEGER PRIMARY KEY REFERENCES entries (id) ON DELETE CASCADE,
     png      BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS name_keys (
+    name TEXT PRIMARY KEY,
+    key  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS name_keys_by_key ON name_keys (key);
 """
+#: name_keys: every enrolled name and its confusable skeleton (checks.name_key), so "is a name
+#: that looks like this one enrolled?" is one indexed lookup however many people there are.
+#: Galleries made before it get the table (filled from their names) when first opened.
+NAME_KEYS = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS name_keys") :]
 
 
 def is_busy(exc: BaseException) -> bool:
@@ -154,7 +164,8 @@ class Store:
                 conn.execute("PRAGMA auto_vacuum = FULL")  # only takes effect before the first table
         self._use_wal()
         if conn.execute("PRAGMA user_version").fetchone()[0] != 0:
-            return  # an existing gallery: no write needed to open it
+            self._add_name_keys()  # an existing gallery: no write needed to open it (once it has them)
+            return
         with self.transaction():
             if conn.execute("PRAGMA application_id").fetchone()[0] not in (0, APPLICATION_ID):
                 raise GalleryCorrupt(f"{self.path} is an SQLite database of some other program.")
@@ -169,6 +180,27 @@ class Store:
                     "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                     [("epoch", new_epoch()), ("created", repr(time.time()))],
                 )
+
+    def _add_name_keys(self) -> None:
+        """Give a gallery made before name_keys existed its table, filled from its names."""
+        if self._has_name_keys():
+            return
+        with self.transaction():
+            if self._has_name_keys():
+                return
+            for statement in NAME_KEYS.split(";"):
+                if statement.strip():
+                    self.conn.execute(statement)
+            names = [r[0] for r in self.conn.execute("SELECT DISTINCT name FROM entries")]
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO name_keys (name, key) VALUES (?, ?)", [(n, name_key(n)) for n in names]
+            )
+
+    def _has_name_keys(self) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'name_keys'").fetchone()
+            is not None
+        )
 
     def _use_wal(self) -> None:
         """Switch the file to WAL (once; it is stored in the file). When another program holds
@@ -276,6 +308,7 @@ class Store:
             (entry_id, name, enrolled, model_id, embedding),
         )
         new_id = int(cur.lastrowid or 0)
+        self.conn.execute("INSERT OR IGNORE INTO name_keys (name, key) VALUES (?, ?)", (name, name_key(name)))
         if png is not None:
             self.conn.execute("INSERT INTO thumbnails (entry_id, png) VALUES (?, ?)", (new_id, png))
         return new_id
@@ -335,6 +368,30 @@ class Store:
             "SELECT name, count(*), min(enrolled), max(enrolled) FROM entries GROUP BY name"
         ).fetchall()
 
+    def people_page(self, start: str, offset: int, limit: int) -> list[tuple[str, int, float, float]]:
+        """One page of people in name order (code points), from the first name >= `start`:
+        the page's names are read from the name_keys index (skipping `offset` of them costs
+        an index walk, no row), then only their entries are summed up."""
+        names = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT name FROM name_keys WHERE name >= ? ORDER BY name LIMIT ? OFFSET ?",
+                (start, int(limit), int(offset)),
+            )
+        ]
+        if not names:
+            return []
+        rows = self.conn.execute(
+            "SELECT name, count(*), min(enrolled), max(enrolled) FROM entries "
+            f"WHERE name IN ({','.join('?' * len(names))}) GROUP BY name ORDER BY name",
+            names,
+        ).fetchall()
+        return rows
+
+    def count_names(self, start: str = "") -> int:
+        """How many people have a name >= `start` (count_people when start is "")."""
+        return int(self.conn.execute("SELECT count(*) FROM name_keys WHERE name >= ?", (start,)).fetchone()[0])
+
     def entries(self, name: str | None = None) -> list[tuple[int, str, float, str | None, int]]:
         sql = (
             "SELECT e.id, e.name, e.enrolled, e.model_id, t.entry_id IS NOT NULL FROM entries e "
@@ -375,11 +432,16 @@ class Store:
         the deletion in meta 'removals', which tells every Gallery that entries are gone (new
         ones are found cheaply: ids only grow)."""
         removed = 0
+        names: set[str] = set()
         for start in range(0, len(ids), 500):
             part = [int(i) for i in ids[start : start + 500]]
             marks = ",".join("?" * len(part))
+            names.update(
+                r[0] for r in self.conn.execute(f"SELECT DISTINCT name FROM entries WHERE id IN ({marks})", part)
+            )
             self.conn.execute(f"DELETE FROM thumbnails WHERE entry_id IN ({marks})", part)
             removed += self.conn.execute(f"DELETE FROM entries WHERE id IN ({marks})", part).rowcount
+        self._forget_names(names)
         if removed:
             self.conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('removals', '1') ON CONFLICT (key) "
@@ -388,7 +450,27 @@ class Store:
         return removed
 
     def rename(self, old: str, new: str) -> int:
-        return self.conn.execute("UPDATE entries SET name = ? WHERE name = ?", (new, old)).rowcount
+        count = self.conn.execute("UPDATE entries SET name = ? WHERE name = ?", (new, old)).rowcount
+        self.conn.execute("INSERT OR IGNORE INTO name_keys (name, key) VALUES (?, ?)", (new, name_key(new)))
+        self._forget_names({old} - {new})
+        return count
+
+    def _forget_names(self, names: set[str]) -> None:
+        """(Inside a write transaction.) Drop the keys of these names once nobody has them."""
+        self.conn.executemany(
+            "DELETE FROM name_keys WHERE name = ? AND NOT EXISTS (SELECT 1 FROM entries WHERE name = ?)",
+            [(n, n) for n in names],
+        )
+
+    def names_like(self, key: str) -> list[str]:
+        """The enrolled names whose confusable skeleton is `key` (one indexed lookup)."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM name_keys WHERE key = ? LIMIT 100", (key,))]
+
+    def generation(self) -> int:
+        """How many deletions this gallery has seen (meta 'removals'): any process reading a
+        larger number than it last read knows that something it shows may be gone."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'removals'").fetchone()
+        return int(row[0]) if row and row[0] else 0
 
     def vacuum(self) -> None:
         self.conn.execute("VACUUM")

@@ -40,6 +40,22 @@ def export(store: VectorStore, path: str | Path, *, thumbnails: bool = True) -> 
     return count
 
 
+class Imported(int):
+    """How many entries an import added (it is that number), and what it left out:
+    `already_enrolled` (rows already in the gallery under their name: importing a file twice
+    adds nothing the second time) and `refused` ((export entry id, name, why) of rows the
+    enrollment policy refuses: the same face under another name, a look-alike name)."""
+
+    already_enrolled: int
+    refused: list[tuple[int, str, str]]
+
+    def __new__(cls, added: int, already_enrolled: int = 0, refused: list | None = None) -> Imported:
+        made = super().__new__(cls, added)
+        made.already_enrolled = already_enrolled
+        made.refused = list(refused or [])
+        return made
+
+
 def import_from(
     store: VectorStore,
     path: str | Path,
@@ -47,15 +63,27 @@ def import_from(
     replace: bool = False,
     thumbnails: bool = True,
     max_entries: int = MAX_IMPORT_ENTRIES,
-) -> int:
-    """Add every entry of an export (replace: instead of the current ones); returns how many.
-    All or nothing (see each store for how); InvalidInput names the first problem."""
+    policy: Any = None,
+) -> Imported:
+    """Add the entries of an export (replace: instead of the current ones) that `policy`
+    (index.enrollment.ImportPolicy; None: every one) admits. The rows added are all or
+    nothing (see each store for how); InvalidInput names the first bad row."""
+    already, refused = 0, []
     with Export(path, max_entries=max_entries) as source:
-        rows: Iterator[Row] = (
-            (r.source_id, r.name, r.enrolled, source.model_id, r.vector, r.png)
-            for r in source.rows(thumbnails=thumbnails)
-        )
-        return store.import_rows(source.model_id, source.dim, rows, replace=replace)
+
+        def admitted() -> Iterator[Row]:
+            nonlocal already
+            for r in source.rows(thumbnails=thumbnails):
+                why = None if policy is None else policy.admit(r.name, r.vector)
+                if why == "duplicate":
+                    already += 1
+                elif why:
+                    refused.append((r.source_id, r.name, why))
+                else:
+                    yield (r.source_id, r.name, r.enrolled, source.model_id, r.vector, r.png)
+
+        added = store.import_rows(source.model_id, source.dim, admitted(), replace=replace)
+    return Imported(added, already, refused)
 
 
 def reembed(

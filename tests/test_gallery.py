@@ -523,8 +523,9 @@ def test_export_and_import_round_trip(make, faces, tmp_path):
         best = h.search(faces[key].embedding, k=1)[0]
         assert best.name == key and best.distance < EPS
         assert h.thumbnail(best.entry_id) == g.thumbnail(ids[key])
-    # merge: importing again doubles the entries; replace: back to one copy
-    assert h.import_from(exported) == len(ids) and len(h) == 2 * len(ids)
+    # importing again adds nothing (issue 19 row 9: it doubled the entries); replace: one copy
+    again = h.import_from(exported)
+    assert again == 0 and again.already_enrolled == len(ids) and len(h) == len(ids)
     assert h.import_from(exported, replace=True) == len(ids) and len(h) == len(ids)
 
     bare = tmp_path / "bare.twin"

@@ -53,6 +53,7 @@ def test_md_escape_neutralises_html_and_markdown():
     "make",
     [
         lambda n: render.people_markdown([(n, 2)]),
+        lambda n: render.people_page_markdown([(n, 2)], 51, 2, 50),
         lambda n: render.identify_markdown([{"face": 1, "name": n, "similarity": 0.9}]),
         lambda n: render.enroll_markdown(n, 1, [("photo.jpg", f"looks like {n}")], [f"already enrolled as {n}"]),
     ],

@@ -1,8 +1,10 @@
-"""Gallery: everyone enrolled, and the two changes (rename, delete). Endpoints /people,
-/remove, /rename.
+"""Gallery: everyone enrolled, a page at a time, and the two changes (rename, delete).
+Endpoints /people (the first page), /people_page (page, start: page `page` of
+PEOPLE_PER_PAGE people in name order, from the first name >= start), /remove, /rename.
 
 Deleting an entry also deletes the picture files the app made of it, so the old thumbnail
-URLs stop serving at once.
+URLs stop serving at once; a deletion elsewhere (the CLI, another replica) is caught on the
+next file request by demo/freshness.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import gradio as gr
 from index.checks import MAX_NAME_LENGTH
 
 from .. import render
+from ..service import PEOPLE_PER_PAGE
 from . import TabContext, guarded, shown
 
 #: The Gallery tab shows a thumbnail for at most this many people (the table lists everyone).
@@ -22,19 +25,31 @@ MAX_COVERS = 120
 
 def build(ctx: TabContext) -> None:
     @guarded
-    def people():
-        everyone = ctx.service.people()
-        ctx.files.retain(e for p in everyone for e in p.entries)  # deleted elsewhere (the CLI)
-        table = render.people_markdown([(p.name, len(p.entries)) for p in everyone])
+    def people(page=1, start=""):
+        shown_people, total, number = ctx.service.people_page(page, start)
+        table = render.people_page_markdown(
+            [(p.name, len(p.entries)) for p in shown_people], total, number, PEOPLE_PER_PAGE
+        )
         covers = []
-        for p in everyone[:MAX_COVERS]:
+        for p in shown_people[:MAX_COVERS]:
             thumb = ctx.thumbnail(p.entries[0]) if p.entries else None
             if thumb is not None:
                 covers.append((thumb, f"{p.name} ({len(p.entries)})"))
-        return table, covers, render.people_payload(everyone), gr.update(choices=[p.name for p in everyone])
+        names = gr.update(choices=[p.name for p in shown_people])
+        return table, covers, render.people_payload(shown_people), names
 
-    def refresh():  # the same as people(), for the page's own refreshes (not an endpoint)
-        return people()
+    def refresh(page=1, start=""):  # the same as people(), for the page's own refreshes (not an endpoint)
+        return people(page, start)
+
+    @guarded
+    def first_page():
+        return people(1, "")
+
+    def turn(page, step):
+        try:
+            return str(max(1, int(str(page or 1).strip()) + step))
+        except (TypeError, ValueError, OverflowError):
+            return "1"
 
     @guarded
     def person_entries(person):
@@ -66,7 +81,13 @@ def build(ctx: TabContext) -> None:
         covers = gr.Gallery(
             label="People", columns=8, height=260, interactive=False, fit_columns=False, object_fit="contain"
         )
-        refresh_btn = gr.Button("Refresh", size="sm")
+        with gr.Row():
+            previous_btn = gr.Button("◀ Previous", size="sm")
+            first_btn = gr.Button("⏮ First page", size="sm")
+            page_box = gr.Textbox(label="Page", value="1", max_length=20, elem_id="people-page")
+            start_box = gr.Textbox(label="Names from", placeholder="e.g. M", max_length=MAX_NAME_LENGTH)
+            next_btn = gr.Button("Next ▶", size="sm")
+            refresh_btn = gr.Button("Refresh", size="sm")
         with gr.Accordion("People (JSON)", open=False):
             everyone = gr.JSON(label="People")
         gr.Markdown("### Change")
@@ -95,11 +116,21 @@ def build(ctx: TabContext) -> None:
 
     outputs = [table, covers, everyone, person]
     refresh_people: dict[str, Any] = dict(
-        fn=refresh, inputs=None, outputs=outputs, api_visibility="private", queue=False
+        fn=refresh, inputs=[page_box, start_box], outputs=outputs, api_visibility="private", queue=False
     )
     ctx.after_change.append(refresh_people)
 
-    refresh_btn.click(people, None, outputs, api_name="people")
+    refresh_btn.click(people, [page_box, start_box], outputs, api_name="people_page")
+    first_btn.click(first_page, None, outputs, api_name="people").then(
+        lambda: ("1", ""), None, [page_box, start_box], api_visibility="private", queue=False
+    )
+    start_box.submit(lambda: "1", None, page_box, api_visibility="private", queue=False).then(**refresh_people)
+    previous_btn.click(lambda n: turn(n, -1), page_box, page_box, api_visibility="private", queue=False).then(
+        **refresh_people
+    )
+    next_btn.click(lambda n: turn(n, 1), page_box, page_box, api_visibility="private", queue=False).then(
+        **refresh_people
+    )
     person.change(person_entries, person, [person_shots, entry], api_visibility="private")
     person_shots.select(pick_entry, person, entry, api_visibility="private")
     remove_btn.click(remove, [person, entry], result, api_name="remove").then(**refresh_people).then(

@@ -81,6 +81,7 @@ class FaissStore:
         self._lock = threading.RLock()  # the read connection and the in-memory index
         self._write_lock = threading.Lock()  # the write connection: one change at a time
         self._checkpoint_due = False  # a deletion's log not yet truncated
+        self._names_counted: tuple[tuple[int, str], int] | None = None
         self._reader = Store(self.db_path, timeout=self.busy_timeout)
         try:
             self._writer = Store(self.db_path, timeout=self.busy_timeout)
@@ -292,10 +293,29 @@ class FaissStore:
         return self._read(Store.count)
 
     def count_people(self) -> int:
-        return self._read(Store.count_people)
+        return self.count_names("")
+
+    def count_names(self, start: str) -> int:
+        """count_people from `start` on; remembered until the gallery changes (SQLite's
+        data_version), so a page of a million people does not count them all again."""
+        with self._reading():
+            version = (self._reader.data_version(), start)
+            if self._names_counted is None or self._names_counted[0] != version:
+                self._names_counted = (version, self._reader.count_names(start))
+            return self._names_counted[1]
 
     def people(self) -> list[tuple[str, int, float, float]]:
         return self._read(Store.people)
+
+    def people_page(self, start: str, offset: int, limit: int) -> list[tuple[str, int, float, float]]:
+        return self._read(Store.people_page, start, offset, limit)
+
+    def names_like(self, key: str) -> list[str]:
+        return self._read(Store.names_like, key)
+
+    def generation(self) -> int:
+        """The deletion counter every process shares (Store.generation): one row read."""
+        return self._read(Store.generation)
 
     def entries(self, name: str | None) -> list[tuple[int, str, float, str | None, bool]]:
         return [(i, n, t, m, bool(h)) for i, n, t, m, h in self._read(Store.entries, name)]
