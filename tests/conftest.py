@@ -84,3 +84,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One real Milvus standalone server (the `milvus` package, tests/milvus_server.py) for the
+    whole session, started on first use (about 15-60 s) in its own temporary directory on a
+    free port, stopped at the end. Tests give their galleries collections of their own."""
+    from milvus_server import session_server
+
+    server = session_server(tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop(timeout_s=10)  # (a 2.3 standalone can take minutes to finish a SIGTERM: then -9)
