@@ -22,7 +22,7 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no LFW photos in {DATA}")]
+pytestmark = pytest.mark.skipif(not (DATA / "lfw").is_dir(), reason=f"no LFW photos in {DATA}")
 
 #: People with at least two LFW photos of one face each (checked by `photos` below).
 PEOPLE = ["George_W_Bush", "Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder",
@@ -127,19 +127,22 @@ def test_the_server_going_away_and_coming_back(clients, apps, photos, milvus_ser
     a, b = clients
     photo = photos["Tony_Blair"][0]
     before = people(a)
-    milvus_server.stop()
-    for call in (lambda: identify(a, photo), lambda: enroll(b, "Nobody", photos["Colin_Powell"][1]),
-                 lambda: people(b)):
-        started = time.monotonic()
-        with pytest.raises(AppError, match=UNAVAILABLE):
-            call()
-        assert time.monotonic() - started < 60
-    milvus_server.start()
+    milvus_server.stop(timeout_s=10)   # SIGTERM, then -9: a 2.3 standalone may take minutes to stop
+    try:
+        for call in (lambda: identify(a, photo), lambda: enroll(b, "Nobody", photos["Colin_Powell"][1]),
+                     lambda: people(b)):
+            started = time.monotonic()
+            with pytest.raises(AppError, match=UNAVAILABLE):
+                call()
+            assert time.monotonic() - started < 60
+    finally:
+        milvus_server.start()
     _wait_until_serving(a)
     _wait_until_serving(b)
     assert people(a) == before == people(b)
 
     acknowledged: dict[str, int] = {}
+    unexpected: list[str] = []
     stop = threading.Event()
 
     def keep_enrolling(client, person):
@@ -151,26 +154,34 @@ def test_the_server_going_away_and_coming_back(clients, apps, photos, milvus_ser
                 (entry,) = (e["entry_id"] for e in enroll(client, name, photo)["entries"])
                 acknowledged[name] = entry
             except AppError as exc:
-                assert UNAVAILABLE in str(exc) or "busy" in str(exc), exc
+                if UNAVAILABLE not in str(exc) and "busy" not in str(exc):
+                    unexpected.append(str(exc))
 
-    workers = [threading.Thread(target=keep_enrolling, args=(c, p)) for c, p in zip(clients, ["Ariel_Sharon", "Jacques_Chirac"])]
-    for w in workers:
-        w.start()
-    deadline = time.monotonic() + 120
-    while len(acknowledged) < 2 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    milvus_server.kill()
-    stop.set()
-    for w in workers:
-        w.join(120)
-    assert acknowledged, "no enrollment was acknowledged before the kill"
-    milvus_server.start()
-    _wait_until_serving(a)
-    held = people(b)
-    for name, entry in acknowledged.items():
-        assert entry in held.get(name, []), (name, entry, held.get(name))
-    for app in apps:
-        assert app.proc.poll() is None and "Traceback" not in app.log()
+    try:
+        # (people no other test here enrolls: the same photo under another name is refused)
+        workers = [threading.Thread(target=keep_enrolling, args=(c, p))
+                   for c, p in zip(clients, ["Serena_Williams", "Junichiro_Koizumi"])]
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 120
+        while len(acknowledged) < 2 and time.monotonic() < deadline and not unexpected:
+            time.sleep(0.2)
+        milvus_server.kill()
+        stop.set()
+        for w in workers:
+            w.join(120)
+        assert not unexpected, unexpected
+        assert acknowledged, "no enrollment was acknowledged before the kill"
+        milvus_server.start()
+        _wait_until_serving(a)
+        held = people(b)
+        for name, entry in acknowledged.items():
+            assert entry in held.get(name, []), (name, entry, held.get(name))
+        for app in apps:
+            assert app.proc.poll() is None and "Traceback" not in app.log()
+    finally:
+        if milvus_server.server is None:  # leave the session's server serving, whatever happened
+            milvus_server.start()
 
 
 def _wait_until_serving(client, limit_s: float = 180) -> float:

@@ -19,8 +19,6 @@ import pytest
 
 from index import Gallery
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def faces(engine, lfw):

@@ -24,14 +24,41 @@ from . import milvus_lite as lite
 from . import milvus_rows
 from .base import Caller
 from .milvus_location import Target
-from .milvus_rows import DEFAULT_DIM, FIELDS, enrollment_id, new_ids, scalar_index_for
+from .milvus_rows import DEFAULT_DIM, FIELDS, enrollment_id, index_params_for, new_ids, scalar_index_for
 
 log = logging.getLogger(__name__)
+
+
+class _OneLine(logging.Filter):
+    """pymilvus logs each failed call with its stack (in the message and as exc_info): while a
+    server is down that is a traceback per request in the app's log. The store logs what it
+    did about it; pymilvus's line is kept, its stack dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Traceback" in message or record.exc_info:
+            record.msg, record.args = message.split("\nTraceback", 1)[0], ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("pymilvus.decorators", "pymilvus.client.connection_manager"):
+    logging.getLogger(_name).addFilter(_OneLine())
 
 BATCH = 256
 #: What a server that is down, starting or stopping answers (connection refused, a deadline
 #: passed, "find no available rootcoord" while its coordinators stop, "not ready" while they start)
-DOWN = ("unavailable", "connect", "deadline", "no available", "not ready", "not healthy", "node not match", "stopping")
+DOWN = (
+    "unavailable",
+    "connect",
+    "deadline",
+    "no available",
+    "not ready",
+    "not healthy",
+    "node not match",
+    "stopping",
+    "not loaded",
+)
 
 
 class MilvusCalls:
@@ -45,7 +72,7 @@ class MilvusCalls:
     timeout: float
     _physical: str
     _dim: int
-    _scalar_index: str | None
+    _server_version: str | None
 
     def _unreachable(self, exc: BaseException, *, opening: bool = False) -> GalleryError:
         """Opening: whoever starts the app or the CLI is told where and why; a request's
@@ -99,7 +126,8 @@ class MilvusCalls:
         physical = f"{self.target.collection}_{uuid.uuid4().hex[:12]}"
         schema = milvus_rows.schema(dim)
         index = self.client.prepare_index_params()
-        index.add_index("vector", index_type=self.index_type, metric_type="L2")
+        params = index_params_for(self._version(), self.index_type)
+        index.add_index("vector", index_type=self.index_type, metric_type="L2", params=params)
         index.add_index("name_key", index_type=self._name_index())
         try:
             self.client.create_collection(
@@ -116,9 +144,13 @@ class MilvusCalls:
     def _name_index(self) -> str:
         """The scalar index on name_key this server has: INVERTED from Milvus 2.4 (and in
         Milvus Lite); Milvus 2.3 indexes VARCHAR with a Trie and refuses INVERTED."""
-        if self._scalar_index is None:
-            self._scalar_index = scalar_index_for(str(self.client.get_server_version(timeout=self.timeout)))
-        return self._scalar_index
+        return scalar_index_for(self._version())
+
+    def _version(self) -> str:
+        """The server's version ("v2.3.5", "milvus_lite-3.2.2"), asked once."""
+        if self._server_version is None:
+            self._server_version = str(self.client.get_server_version(timeout=self.timeout))
+        return self._server_version
 
     def _switch(self, physical: str, dim: int) -> None:
         """Point the alias at `physical` (one step for every reader), then drop the old one."""
@@ -140,9 +172,24 @@ class MilvusCalls:
         return GalleryError(f"Milvus refused the request: {message}")
 
     # -- small queries ------------------------------------------------------------------------------
+    def _read(self, method: str, collection: str, *args: Any, **kwargs: Any) -> Any:
+        """A query or search; a collection the server has not loaded (after a restart it reloads
+        them in its own time) is loaded now, within the timeout, and asked again once."""
+        call = getattr(self.client, method)
+        try:
+            return call(collection, *args, **kwargs)
+        except Exception as exc:
+            if "not loaded" not in str(exc).lower():
+                raise
+            log.warning("Milvus collection %s is not loaded (the server restarted?): loading it.", collection)
+            physical = self._physical if collection == self.target.collection else collection
+            self.client.load_collection(physical, timeout=max(self.timeout, 60.0))
+            return call(collection, *args, **kwargs)
+
     def _query(self, expr: str, fields: list[str], *, limit: int | None = None, collection: str | None = None):
         kwargs: dict[str, Any] = {"limit": limit} if limit else {}
-        return self.client.query(
+        return self._read(
+            "query",
             collection or self.target.collection,
             filter=expr,
             output_fields=fields,
@@ -160,7 +207,8 @@ class MilvusCalls:
         last = 0
         while True:
             where = f"id > {last}" + (f" and ({expr})" if expr else "")
-            rows = self.client.query(
+            rows = self._read(
+                "query",
                 collection or self.target.collection,
                 filter=where,
                 limit=batch,
@@ -222,9 +270,19 @@ class MilvusCalls:
         }
 
     def _enrollment_id(self, key: str, vector: np.ndarray, *, generation: int) -> int:
-        """The id every replica gives this enrollment (see enrollment_id), unless an unrelated
-        entry already has it (2**-53 per pair): then a fresh one."""
+        """The id every replica gives this enrollment (see enrollment_id). A row may hold it
+        already: this very enrollment, written by another replica since our look for copies
+        (then it is the same row: keep the id), or, with odds of 2**-53 per pair, an unrelated
+        entry (then a fresh id, rather than overwrite it)."""
         entry = enrollment_id(key, self.caller.model_id, vector, generation)
-        if self._query(f"id == {entry}", ["id"], limit=1):
-            (entry,) = new_ids(1)
+        found = self._query(f"id == {entry}", ["name_key", "model_id", "vector"], limit=1)
+        if found:
+            held = found[0]
+            same = (
+                held["name_key"] == key
+                and held["model_id"] == (self.caller.model_id or "")
+                and checks.same_photo([(entry, np.asarray(held["vector"], np.float32))], vector) is not None
+            )
+            if not same:
+                (entry,) = new_ids(1)
         return entry

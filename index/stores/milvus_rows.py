@@ -84,6 +84,16 @@ def scalar_index_for(version: str) -> str:
     return "INVERTED"
 
 
+#: Build parameters a Milvus 2.3 server requires (it refuses HNSW or IVF without them); later
+#: servers and Milvus Lite default to these same values when none are given.
+INDEX_PARAMS_2_3 = {"HNSW": {"M": 30, "efConstruction": 360}, "IVF_FLAT": {"nlist": 128}}
+
+
+def index_params_for(version: str, index_type: str) -> dict:
+    """The vector index's build parameters to send: none, except what a 2.3 server requires."""
+    return dict(INDEX_PARAMS_2_3.get(index_type, {})) if scalar_index_for(version) == "Trie" else {}
+
+
 def new_ids(count: int) -> list[int]:
     """Entry ids: increasing within this process, ordered by time across processes."""
     global _last_id

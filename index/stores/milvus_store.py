@@ -114,7 +114,7 @@ class MilvusStore(MilvusCalls):
         self.timeout = float(timeout)
         self.settle = 0.0 if self.target.lite else REPLICA_SETTLE_S  # Milvus Lite: one process, one lock
         self.closed = False
-        self._scalar_index: str | None = None
+        self._server_version: str | None = None
         self.directory = Path(self.target.uri) if self.target.lite else None
         if caller.model_id is not None and len(caller.model_id.encode()) > 200:
             raise InvalidInput("A model id must be at most 200 bytes.")
@@ -293,7 +293,8 @@ class MilvusStore(MilvusCalls):
                 if len(vector) != self._dim:
                     return []
             try:
-                hits = self.client.search(
+                hits = self._read(
+                    "search",
                     self.target.collection,
                     data=[vector.tolist()],
                     limit=min(k, MAX_TOPK),
