@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 GALLERY ?= ./data/gallery
 ARGS   ?=
 
-.PHONY: run test test-fast lint format train evaluate bench bench-speed bench-accuracy bench-index bench-oneshot bench-seed bench-hardening cache clean
+.PHONY: run test test-fast lint format train evaluate bench bench-speed bench-accuracy bench-index bench-oneshot bench-seed bench-hardening bench-milvus-faults milvus-server cache clean
 
 run: $(VENV)/.runtime
 	$(PY) app.py --gallery $(GALLERY) $(ARGS)
@@ -71,6 +71,20 @@ bench-seed: $(VENV)/.dev
 bench-hardening: $(VENV)/.dev
 	$(PY) bench/hardening.py $(ARGS)
 	$(PY) bench/hardening_people.py
+
+# Server faults (issue 24): the app on a Milvus server that is stopped, restarted and killed -9;
+# bench/results/milvus_faults.md, about 3-5 minutes on 2 cores.
+bench-milvus-faults: $(VENV)/.dev
+	$(PY) bench/milvus_faults.py $(ARGS)
+
+# A local Milvus 2.3.5 standalone server for development, from the `milvus` package (dev
+# requirements; no container): data in $(MILVUS_DATA), gRPC on 127.0.0.1:$(MILVUS_PORT), until
+# Ctrl+C. Then, in another shell: make run GALLERY=milvus://127.0.0.1:19530/twin_gallery
+# Production is deploy/docker-compose.yml (deploy/README.md, "When one machine is not enough").
+MILVUS_DATA ?= ./data/milvus-server
+MILVUS_PORT ?= 19530
+milvus-server: $(VENV)/.dev
+	$(PY) tests/milvus_server.py --data $(MILVUS_DATA) --port $(MILVUS_PORT)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -208,16 +208,31 @@ def wait_for_index(path: str, collection: str) -> None:
     db.get_collection(collection)._wait_for_bg(timeout=1800)
 
 
+def wait_for_server_index(client, name: str, size: int) -> None:
+    """Until a Milvus server reports every row of `size` indexed (FLAT: at once)."""
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        described = client.describe_index(name, "vector")
+        if described.get("index_type") == "FLAT" or int(described.get("indexed_rows", 0)) >= size:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"the server did not index {size} rows")
+
+
 def milvus_rows(size: int, index_type: str, data: np.ndarray, queries: dict, truth: dict, extra: np.ndarray,
-                args) -> list[Row]:
-    """One Milvus Lite collection of `size` faces, made by the gallery's Milvus store."""
+                args, server=None) -> list[Row]:
+    """One Milvus Lite collection of `size` faces, made by the gallery's Milvus store; or, with
+    `server` (tests/milvus_server.MilvusServerProcess), one on that Milvus server."""
     from index.stores.base import Caller
     from index.stores.milvus_store import MilvusStore
 
     with tempfile.TemporaryDirectory(prefix="twin-bench-milvus-") as tmp:
-        store = MilvusStore(str(Path(tmp) / "bench.db"), Caller("bench", DIM), index=index_type)
+        where = f"{server.url}/bench_{size}_{index_type.lower()}" if server else str(Path(tmp) / "bench.db")
+        store = MilvusStore(where, Caller("bench", DIM), index=index_type, timeout=600)
         client, name = store.client, store._physical
-        before = rss_bytes()      # (after the embedded server started: its growth is what the faces cost)
+        # (after the server started: its growth is what the faces cost)
+        before = server.memory_mb() * 2**20 if server else rss_bytes()
+        disk_before = dir_bytes(server.base_dir / "data") if server else 0
 
         def rows(start: int, vectors: np.ndarray) -> list[dict]:
             return [{"id": start + i + 1, "name": f"person {start + i}", "name_key": "k", "enrolled": 0.0,
@@ -229,20 +244,25 @@ def milvus_rows(size: int, index_type: str, data: np.ndarray, queries: dict, tru
             client.insert(name, rows(start, data[start:start + 2000]))
         insert_s = time.perf_counter() - t
         client.flush(name)
-        wait_for_index(str(Path(tmp) / "bench.db"), name)
+        if server:
+            wait_for_server_index(client, name, size)
+            client.load_collection(name)
+        else:
+            wait_for_index(str(Path(tmp) / "bench.db"), name)
         build_s = time.perf_counter() - t
-        ram = (rss_bytes() - before) / size
-        disk = dir_bytes(Path(tmp) / "bench.db") / size
+        ram = ((server.memory_mb() * 2**20 if server else rss_bytes()) - before) / size
+        disk = (dir_bytes(server.base_dir / "data") - disk_before if server else dir_bytes(Path(tmp) / "bench.db")) / size
 
         def search(q: np.ndarray):
-            hits = client.search(name, data=q.tolist(), limit=K, search_params={"metric_type": "L2"})
+            hits = client.search(name, data=q.tolist(), limit=K, search_params={"metric_type": "L2"},
+                                 consistency_level="Strong")
             ids = np.full((len(q), K), -1, np.int64)
             for i, found in enumerate(hits):
                 for j, h in enumerate(found):
                     ids[i, j] = int(h["id"]) - 1
             return None, ids
 
-        row = Row(size, "milvus lite", index_type + (" (store default)" if index_type == "FLAT" else ""),
+        row = Row(size, "milvus server" if server else "milvus lite", index_type + (" (store default)" if index_type == "FLAT" else ""),
                   False, build_s, size / insert_s, ram_per_face=ram, file_per_face=disk)
         count = args.milvus_queries
         for kind, q in queries.items():
@@ -259,6 +279,8 @@ def milvus_rows(size: int, index_type: str, data: np.ndarray, queries: dict, tru
         for i in range(50):
             client.delete(name, ids=[size + i + 1])
         row.remove_ms = (time.perf_counter() - t) / 50 * 1e3
+        if server:
+            client.drop_collection(name)
         store.close()
     print(format_row(row), flush=True)
     return [row]
@@ -339,6 +361,9 @@ def main() -> None:
                         help="largest size to run Milvus Lite at (default 100000; 0: FAISS only)")
     parser.add_argument("--milvus-index", default="FLAT,HNSW", help="Milvus index types (default FLAT,HNSW)")
     parser.add_argument("--milvus-queries", type=int, default=60, help="Milvus queries of each kind")
+    parser.add_argument("--milvus-on", default="lite",
+                        help="lite, server or lite,server: server starts a Milvus 2.3.5 standalone server "
+                             "(the `milvus` package, tests/milvus_server.py) and measures it too")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "index_scale.md"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -348,6 +373,16 @@ def main() -> None:
     started = time.time()
     rows: list[Row] = []
     notes: list[str] = []
+    server = None
+    if "server" in args.milvus_on:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from milvus_server import MilvusServerProcess
+
+        server = MilvusServerProcess(Path(tempfile.mkdtemp(prefix="twin-bench-server-")))
+        start_s = server.start()
+        notes.append(f"- Milvus server: 2.3.5 standalone (the `milvus` package), started in {start_s:.1f} s, "
+                     f"{server.memory_mb():.0f} MB resident when empty; RAM B/face = its resident growth, "
+                     "file B/face = its data directory's growth; searches at Strong consistency over gRPC.")
     print(HEADER, flush=True)
     for size in sizes:
         rng = np.random.default_rng(args.seed + size)
@@ -402,7 +437,10 @@ def main() -> None:
                     data, queries, truth, extra, args)
         if size <= args.milvus_max:
             for index_type in [k for k in args.milvus_index.split(",") if k]:
-                rows += milvus_rows(size, index_type, data, queries, truth, extra, args)
+                if "lite" in args.milvus_on:
+                    rows += milvus_rows(size, index_type, data, queries, truth, extra, args)
+                if server is not None:
+                    rows += milvus_rows(size, index_type, data, queries, truth, extra, args, server)
         elif args.milvus_max and "milvus" not in " ".join(notes):
             made = [r for r in rows if r.kind == "milvus lite"]
             if made:
@@ -413,6 +451,8 @@ def main() -> None:
         gc.collect()
     gallery_lines = (gallery_section(args.gallery, np.random.default_rng(args.seed), args.milvus_max > 0)
                      if args.gallery else [])
+    if server is not None:
+        server.stop(timeout_s=10)
     elapsed = time.time() - started
     write_report(args, rows, notes, gallery_lines, elapsed)
 

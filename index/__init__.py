@@ -3,7 +3,15 @@
 A folder holds SQLite + FAISS (embedded, the default); a *.db path Milvus Lite; a milvus://
 or https:// URL a Milvus server (index/stores/)."""
 
-from .errors import GalleryBusy, GalleryCorrupt, GalleryError, InvalidInput, ModelMismatch, NotFound
+from .errors import (
+    GalleryBusy,
+    GalleryCorrupt,
+    GalleryError,
+    GalleryUnavailable,
+    InvalidInput,
+    ModelMismatch,
+    NotFound,
+)
 from .gallery import Entry, Gallery, Match, Person, open_gallery
 
 __all__ = [
@@ -18,4 +26,5 @@ __all__ = [
     "NotFound",
     "GalleryCorrupt",
     "GalleryBusy",
+    "GalleryUnavailable",
 ]

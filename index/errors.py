@@ -40,3 +40,16 @@ class GalleryBusy(GalleryError):
 
     def __init__(self, message: str = BUSY_MESSAGE):
         super().__init__(message)
+
+
+UNAVAILABLE_MESSAGE = "The gallery is unavailable (its database server does not answer); try again in a moment."
+
+
+class GalleryUnavailable(GalleryError):
+    """The gallery's server cannot be reached or is not serving (stopped, restarting, its
+    network down). The details go to the log, not into the message: they name internal hosts.
+    A change that failed this way may or may not have landed; sending it again is safe (a
+    retried enrollment lands on the same entry)."""
+
+    def __init__(self, message: str = UNAVAILABLE_MESSAGE):
+        super().__init__(message)

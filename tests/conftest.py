@@ -69,7 +69,7 @@ def pytest_runtest_makereport(item, call):
 SLOW_MODULES = {"test_app", "test_app_hardening", "test_app_gallery_hardening", "test_browser", "test_cli", "test_deploy_milvus",
                 "test_index_cli", "test_index_hardening", "test_gallery_milvus", "test_teacher",
                 "test_training", "test_seed", "test_oneshot", "test_engine_hardening_work",
-                "test_bulk_enroll", "test_evaluate", "test_quality"}
+                "test_bulk_enroll", "test_evaluate", "test_quality", "test_milvus_server", "test_milvus_replicas"}
 BROWSER_MODULES = {"test_browser"}
 #: Single slow tests in otherwise quick modules (the Milvus Lite runs of the shared gallery
 #: behaviour suite are slow too: they start a Milvus Lite server each).
@@ -84,3 +84,15 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
         if module in BROWSER_MODULES:
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory):
+    """One real Milvus standalone server (the `milvus` package, tests/milvus_server.py) for the
+    whole session, started on first use (about 15-60 s) in its own temporary directory on a
+    free port, stopped at the end. Tests give their galleries collections of their own."""
+    from milvus_server import session_server
+
+    server = session_server(tmp_path_factory.mktemp("milvus-server"))
+    yield server
+    server.stop(timeout_s=10)  # (a 2.3 standalone can take minutes to finish a SIGTERM: then -9)

@@ -98,10 +98,13 @@ def test_a_db_path_that_is_not_milvus_lite_is_refused(make, tmp_path, faces):
 def test_the_data_directory_is_private_and_ids_fit_javascript(make, faces):
     g = make()
     assert g.kind == "milvus" and g.directory.stat().st_mode & 0o077 == 0
-    ids = [g.enroll(k, f.embedding) for k, f in faces.items()]
-    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    ids = [g.enroll(k, f.embedding) for k, f in faces.items()]     # ids derived from the enrollment
+    assert len(set(ids)) == len(ids) and all(0 < i < 2 ** 53 for i in ids)
+    assert [e.entry_id for e in g.entries()] == ids                    # still listed oldest first
+    fresh = [g.enroll(k, f.embedding, retry_window=0) for k, f in faces.items()]   # time-ordered ids
+    assert fresh == sorted(fresh)
     batch = new_ids(10_000)
-    assert batch == sorted(set(batch)) and batch[0] > ids[-1] and max(batch) < 2 ** 53
+    assert batch == sorted(set(batch)) and batch[0] > fresh[-1] and max(batch) < 2 ** 53
 
 
 # -- replicas: no transactions, the same answers ---------------------------------------------------
@@ -261,7 +264,7 @@ def test_milvus_lite_is_one_process_at_a_time(make, faces):
 
 
 def test_an_unreachable_server_is_one_clear_error(tmp_path):
-    with pytest.raises(GalleryError, match="Cannot reach Milvus at http://127.0.0.1:9"):
+    with pytest.raises(GalleryError, match="unavailable: cannot reach Milvus at http://127.0.0.1:9"):
         Gallery("milvus://127.0.0.1:9/faces", timeout=2)
 
 
