@@ -97,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--upload-quota",
-        default="512:4096",
+        default="256:2048",
         metavar="CLIENT_MB:TOTAL_MB",
         help="upload space per client and for everyone, in flight plus on disk (default %(default)s)",
     )
