@@ -35,6 +35,7 @@ from demo.fairness import FairQueue  # noqa: E402
 from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
 from demo.headers import SecurityHeaders  # noqa: E402
 from demo.inputs import MAX_PHOTO_BYTES, upload_folder  # noqa: E402
+from demo.paths import HidePaths  # noqa: E402
 from demo.service import Limits  # noqa: E402
 from demo.streams import OpenRoutes  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
@@ -155,12 +156,14 @@ def open_gallery(location: str | Path, engine: FaceEngine, thumbnails: bool = Tr
 
 def middleware(args: argparse.Namespace, uploads: Path) -> list[Middleware]:
     """In front of Gradio's own routes, outermost first: who the client is, security headers,
-    the body cap, the upload quota, pre-sign-in routes and open streams, the sign-in throttle."""
+    the body cap, server paths hidden, the upload quota, pre-sign-in routes and open streams,
+    the sign-in throttle."""
     per_client, total = args.upload_quota
     return [
         Middleware(ProxyHeaders, trusted=args.trust_proxy),
         Middleware(SecurityHeaders),
         Middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD_BODY),
+        Middleware(HidePaths, folder=str(uploads)),
         Middleware(UploadQuota, folder=uploads, per_client=per_client, total=total, limit=MAX_UPLOAD_BODY),
         Middleware(OpenRoutes),
         Middleware(LoginThrottle),

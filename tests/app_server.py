@@ -30,7 +30,7 @@ class AppServer:
     """`python app.py` serving a fresh gallery; `url` once it is ready; `stop()` ends it."""
 
     def __init__(self, tmp: Path, *extra: str, timeout: float = 300.0, port: int | None = None,
-                 temp_dir: Path | None = None):
+                 temp_dir: Path | None = None, root: Path = ROOT):
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.gallery = self.tmp / "gallery"
@@ -42,9 +42,9 @@ class AppServer:
         env.pop("GRADIO_SERVER_PORT", None)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, str(Path(root) / "app.py"), "--host", "127.0.0.1", "--port", str(self.port),
              "--gallery", str(self.gallery), *extra],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = self._wait(timeout)
 
     def log(self) -> str:

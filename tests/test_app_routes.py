@@ -48,6 +48,15 @@ def upload(client: httpx.Client, server: AppServer, *photos: Path) -> list[str]:
     return answer.json()
 
 
+def on_disk(server: AppServer, path: str) -> Path:
+    """Where an uploaded file is on the server (responses name the upload folder /twin-uploads)."""
+    if not path.startswith("/twin-uploads/"):
+        return Path(path)
+    folders = sorted((server.tmp / "gradio-tmp").glob("twin-*"))
+    assert len(folders) == 1, folders
+    return folders[0] / path[len("/twin-uploads/"):]
+
+
 def file_field(path: str) -> dict:
     return {"path": path, "meta": {"_type": "gradio.FileData"}}
 
@@ -236,15 +245,15 @@ def test_a_killed_instances_uploads_are_deleted_at_its_next_start(tmp_path):
     port = free_port()
     first = AppServer(tmp_path, port=port)
     try:
-        paths = upload(http(), first, lfw("Colin_Powell", 1), lfw("Hugo_Chavez", 1))
-        assert all(Path(p).is_file() for p in paths)
+        paths = [on_disk(first, p) for p in upload(http(), first, lfw("Colin_Powell", 1), lfw("Hugo_Chavez", 1))]
+        assert all(p.is_file() for p in paths)
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(15)
     finally:
         first.stop()
     again = AppServer(tmp_path, port=port)
     try:
-        assert [Path(p).exists() for p in paths] == [False, False]
+        assert [p.exists() for p in paths] == [False, False]
     finally:
         again.stop()
 
@@ -358,3 +367,17 @@ def test_every_response_carries_security_headers(server):
         assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), path
         assert headers.get("x-frame-options") == "DENY", path
         assert headers.get("x-content-type-options") == "nosniff", path
+
+
+def test_no_absolute_server_path_in_responses(server):
+    client = http()
+    secrets = [str(server.tmp), str(Path(__file__).resolve().parents[1])]
+    uploaded = client.post(f"{base(server)}/gradio_api/upload",
+                           files={"files": ("a.jpg", lfw("Tony_Blair", 1).read_bytes(), "image/jpeg")})
+    event, payload = call(client, server, "identify", [file_field(uploaded.json()[0])])   # the alias works
+    assert event == "complete", payload
+    assert client.get(payload[0]["url"]).status_code == 200
+    texts = [uploaded.text, json.dumps(payload), client.get(f"{base(server)}/config").text,
+             client.get(f"{base(server)}/").text, client.get(f"{base(server)}/gradio_api/info").text]
+    for text in texts:
+        assert not any(secret in text for secret in secrets), text[:300]
