@@ -18,6 +18,7 @@ Plain ASGI (Starlette's message types), no Gradio import.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -60,12 +61,15 @@ class BodyLimit:
     limit:        bytes allowed for every route but uploads (an API call with inline photos).
     upload_limit: bytes allowed for Gradio's multipart upload route (several photos at once;
                   Gradio streams those to disk and checks each file against max_file_size).
+    idle:         seconds a body may stop arriving before it is cut off (408): a client that
+                  sends a few bytes and then nothing must not hold a request open forever.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, idle: float = 20.0):
         self.app = app
         self.limit = int(limit)
         self.upload_limit = int(upload_limit)
+        self.idle = float(idle)
 
     def limit_for(self, path: str) -> int:
         return self.upload_limit if path.rstrip("/").endswith("/upload") else self.limit
@@ -89,14 +93,23 @@ class BodyLimit:
         received = 0
         overflow = False
         started = False
+        stalled = False
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received, overflow
+            nonlocal received, overflow, stalled, complete
             if overflow:
                 return {"type": "http.disconnect"}
-            item = await receive()
+            if complete:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            try:
+                item = await asyncio.wait_for(receive(), self.idle)
+            except TimeoutError:
+                overflow = stalled = True
+                return {"type": "http.disconnect"}
             if item["type"] == "http.request":
                 received += len(item.get("body", b""))
+                complete = not item.get("more_body", False)
                 if received > limit:
                     overflow = True
                     return {"type": "http.disconnect"}
@@ -116,7 +129,10 @@ class BodyLimit:
             if not overflow:
                 raise
         if overflow and not started:
-            await _refuse(send, 413, message)
+            if stalled:
+                await _refuse(send, 408, f"The request body stopped arriving for {self.idle:.0f} s.")
+            else:
+                await _refuse(send, 413, message)
 
 
 #: The cookie that tells a browser which signed in before from everyone else at its address.

@@ -7,8 +7,8 @@
   a running one's files: if the folder is locked it takes a folder of its own.
 - `UploadQuota` (ASGI, in front of Gradio's /upload) counts each client's bytes, in flight and
   on disk, and everyone's together, and refuses (429 / 503) an upload that would pass a quota
-  before reading it. A chunked body is cut off where its reservation ends, and a body that stops
-  arriving for `idle` seconds is cut off too (a slow upload cannot hold a reservation forever).
+  before reading it. A chunked body is cut off where its reservation ends (and one that stops
+  arriving is cut off by demo/guard.BodyLimit, so a stalled upload cannot hold a reservation).
 - Gradio streams each uploaded file to a `tmp*` file in the folder and renames it into place
   when the whole request has arrived; a refused or cut-off request leaves those behind. After
   any upload that did not succeed (and now and then anyway), every `tmp*` file no open file
@@ -151,7 +151,6 @@ class UploadQuota:
     per_client: bytes one client may have in flight plus on disk.
     total:      bytes all clients together may have in flight plus on disk.
     limit:      the largest upload body (what a chunked upload may reserve at most).
-    idle:       seconds a body may stop arriving before the upload is cut off.
     """
 
     def __init__(
@@ -161,12 +160,11 @@ class UploadQuota:
         per_client: int,
         total: int,
         limit: int,
-        idle: float = 30.0,
         retain: float = 7200.0,
     ):
         self.app = app
         self.folder = Path(folder)
-        self.per_client, self.total, self.limit, self.idle, self.retain = per_client, total, limit, idle, retain
+        self.per_client, self.total, self.limit, self.retain = per_client, total, limit, retain
         self._lock = threading.Lock()
         self._flight: dict[str, int] = {}
         self._disk: dict[str, tuple[str, int, float]] = {}  # path -> (client, bytes, when)
@@ -233,11 +231,7 @@ class UploadQuota:
                 return {"type": "http.disconnect"}
             if not more:
                 return await receive()
-            try:
-                item = await asyncio.wait_for(receive(), self.idle)
-            except TimeoutError:
-                cut = "idle"
-                return {"type": "http.disconnect"}
+            item = await receive()  # BodyLimit, outside, cuts off a body that stops arriving
             if item["type"] == "http.request":
                 received += len(item.get("body", b""))
                 more = bool(item.get("more_body", False))
@@ -273,10 +267,7 @@ class UploadQuota:
             else:
                 self._sweep_soon()
         if cut and not started:
-            if cut == "idle":
-                await _refuse(send, 408, f"The upload stopped arriving for {self.idle:.0f} s and was cut off.")
-            else:
-                await _refuse(send, 429, f"The upload is larger than your quota allows ({self.per_client // MB} MB).")
+            await _refuse(send, 429, f"The upload is larger than your quota allows ({self.per_client // MB} MB).")
 
     def _record(self, client: str, body: bytes) -> None:
         try:

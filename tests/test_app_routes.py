@@ -381,3 +381,15 @@ def test_no_absolute_server_path_in_responses(server):
              client.get(f"{base(server)}/").text, client.get(f"{base(server)}/gradio_api/info").text]
     for text in texts:
         assert not any(secret in text for secret in secrets), text[:300]
+
+
+def test_a_body_that_stops_arriving_is_cut_off(server):
+    with socket.create_connection(("127.0.0.1", server.port), source_address=("127.0.0.14", 0)) as s:
+        s.settimeout(60)
+        s.sendall(b"POST /gradio_api/call/compare HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 1000\r\n\r\n{\"data\": [")
+        t = time.monotonic()
+        answer = s.recv(4096)
+        waited = time.monotonic() - t
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert waited < 40
