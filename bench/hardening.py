@@ -44,6 +44,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))                       # `from app import ...`: this checkout's app.py
 
 from app_server import LFW, AppServer, lfw  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
