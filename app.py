@@ -103,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="upload space per client and for everyone, in flight plus on disk (default %(default)s)",
     )
     args = p.parse_args(argv)
+    if args.share and not args.trust_proxy:  # a --share visitor arrives through the local tunnel client
+        args.trust_proxy = ["127.0.0.1", "::1"]
     try:
         args.trust_proxy = parse_networks(args.trust_proxy)
     except ValueError as exc:
