@@ -2,6 +2,7 @@
 
     python app.py [--host 127.0.0.1] [--port 7860] [--gallery ./data/gallery]
                   [--share] [--auth USER:PASS] [--no-thumbnails] [--device cpu|cuda]
+                  [--trust-proxy ADDRESS] [--upload-quota CLIENT_MB:TOTAL_MB]
 
 Also the entry point of the Hugging Face Space (which runs `python app.py` with no
 arguments; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT and TWIN_GALLERY set the defaults there).
@@ -29,11 +30,17 @@ except ImportError:
 import torch  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from demo.clients import ProxyHeaders, parse_networks  # noqa: E402
+from demo.fairness import FairQueue  # noqa: E402
 from demo.freshness import middleware as fresh_files  # noqa: E402
 from demo.guard import BodyLimit, LoginThrottle  # noqa: E402
-from demo.inputs import MAX_PHOTO_BYTES  # noqa: E402
+from demo.headers import SecurityHeaders  # noqa: E402
+from demo.inputs import MAX_PHOTO_BYTES, upload_folder  # noqa: E402
+from demo.paths import HidePaths  # noqa: E402
 from demo.service import Limits  # noqa: E402
+from demo.streams import OpenRoutes  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
+from demo.uploads import UploadQuota, empty_at_exit, instance_folder  # noqa: E402
 from engine import FaceEngine, FaceError  # noqa: E402
 from engine.settings import DEFAULT_GALLERY  # noqa: E402
 from index import GalleryError  # noqa: E402
@@ -82,7 +89,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="do not store face thumbnails in the gallery (only names and embeddings)",
     )
     p.add_argument("--device", default=None, help="torch device for the engine (default: cuda when available)")
+    p.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="the address (or network) of a reverse proxy in front of the app: its X-Forwarded-For "
+        "is believed, nobody else's (repeatable; default: no proxy, forwarding headers ignored)",
+    )
+    p.add_argument(
+        "--upload-quota",
+        default="256:2048",
+        metavar="CLIENT_MB:TOTAL_MB",
+        help="upload space per client and for everyone, in flight plus on disk (default %(default)s)",
+    )
     args = p.parse_args(argv)
+    if args.share and not args.trust_proxy:  # a --share visitor arrives through the local tunnel client
+        args.trust_proxy = ["127.0.0.1", "::1"]
+    try:
+        args.trust_proxy = parse_networks(args.trust_proxy)
+    except ValueError as exc:
+        p.error(f"--trust-proxy: {exc}")
+    client_mb, _, total_mb = args.upload_quota.partition(":")
+    if not (client_mb.isascii() and client_mb.isdigit() and total_mb.isascii() and total_mb.isdigit()):
+        p.error("--upload-quota must be CLIENT_MB:TOTAL_MB, two whole numbers")
+    args.upload_quota = (int(client_mb) << 20, int(total_mb) << 20)
     if args.auth is not None:
         user, sep, password = args.auth.partition(":")
         if not sep or not user or not password:
@@ -126,9 +157,30 @@ def open_gallery(location: str | Path, engine: FaceEngine, thumbnails: bool = Tr
     return index.open_gallery(str(location), engine, thumbnails=thumbnails)
 
 
-def middleware() -> list[Middleware]:
-    """In front of Gradio's own routes: the body cap, and the sign-in throttle for --auth."""
-    return [Middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD_BODY), Middleware(LoginThrottle)]
+def middleware(args: argparse.Namespace, uploads: Path) -> list[Middleware]:
+    """In front of Gradio's own routes, outermost first: who the client is, security headers,
+    the body cap, server paths hidden, the upload quota, pre-sign-in routes and open streams,
+    the sign-in throttle."""
+    per_client, total = args.upload_quota
+    return [
+        Middleware(ProxyHeaders, trusted=args.trust_proxy),
+        Middleware(SecurityHeaders),
+        Middleware(BodyLimit, limit=MAX_BODY, upload_limit=MAX_UPLOAD_BODY),
+        Middleware(HidePaths, folder=str(uploads)),
+        Middleware(UploadQuota, folder=uploads, per_client=per_client, total=total, limit=MAX_UPLOAD_BODY),
+        Middleware(OpenRoutes),
+        Middleware(LoginThrottle),
+    ]
+
+
+def own_upload_folder(gallery: str, port: int) -> Path:
+    """This instance's upload folder (see demo/uploads.py), made Gradio's through GRADIO_TEMP_DIR."""
+    import atexit
+
+    folder = instance_folder(upload_folder(), f"{gallery}|{port}")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    atexit.register(empty_at_exit, folder)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,10 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if gallery.model_mismatch:  # made with other weights: Compare works, the gallery does not
         print(f"twin: warning: {gallery.model_mismatch}", file=sys.stderr)
+    gallery_key = args.gallery if "://" in str(args.gallery) else str(Path(args.gallery).resolve())
+    uploads = own_upload_folder(gallery_key, args.port)
+    os.environ["FORWARDED_ALLOW_IPS"] = ""  # uvicorn trusts 127.0.0.1's X-Forwarded-For; demo/clients.py decides
     demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails)
     concurrent = concurrency_limit(engine.device.type)
     torch.set_num_threads(torch_threads(engine.device.type, concurrent))
-    demo.queue(default_concurrency_limit=concurrent, max_size=64)
+    # api_open=False: the direct /run route refuses queued events, so every action waits its turn.
+    demo.queue(default_concurrency_limit=concurrent, max_size=64, api_open=False)
+    FairQueue(demo._queue).install()
     if args.share and args.auth is None:
         print(
             "twin: warning: --share without --auth: anyone with the link can use the app "
@@ -173,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_monitoring=False,
         ssr_mode=False,
         css=LAUNCH_CSS,
-        app_kwargs={"middleware": middleware() + fresh_files(demo)},  # fresh_files: issue 19 row 10
+        app_kwargs={"middleware": middleware(args, uploads) + fresh_files(demo)},  # fresh_files: issue 19 row 10
     )
     if args.share and not demo.share_url:
         print(

@@ -13,7 +13,10 @@ and measures, all in one run so that every ratio compares figures taken side by 
 3. 8 /identify + 4 /enroll clients (gradio_client) for a minute: requests, errors, p50/p95,
    every returned image downloaded and decoded in full;
 4. a second server, 4 clients enrolling, `kill -9` after ~15 s; the gallery is then opened
-   with index.Gallery and every acknowledged entry looked up.
+   with index.Gallery and every acknowledged entry looked up;
+5. issue 19's probes (bench/hardening_routes.py), before (the base commit, exported with
+   `git archive`) and after: heavy calls through every route, parallel and partial uploads,
+   a flood of unread jobs, rotating X-Forwarded-For (--skip-routes leaves them out).
 
 Writes a Markdown table to bench/results/hardening.md. About 3-5 minutes on 2 CPU cores.
 """
@@ -41,6 +44,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))                       # `from app import ...`: this checkout's app.py
 
 from app_server import LFW, AppServer, lfw  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
@@ -559,6 +563,8 @@ def main() -> int:
     p.add_argument("--kill-after", type=float, default=15.0)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hardening.md")
+    p.add_argument("--skip-routes", action="store_true", help="leave out issue 19's before/after probes")
+    p.add_argument("--routes-base", default="4b89ab1", help="the commit measured as 'before' for them")
     args = p.parse_args()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="twin-hardening-") as tmp:
@@ -580,7 +586,13 @@ def main() -> int:
             server.stop()
         print("4. kill -9 under load", flush=True)
         k9 = kill9(work, args.kill_after)
-    text = report(args, mem, hv, ld, k9, started)
+        routes = ""
+        if not args.skip_routes:
+            import hardening_routes
+
+            print("5. issue 19: routes, uploads, queue, proxies (before and after)", flush=True)
+            routes = hardening_routes.run(work / "routes", args.routes_base)
+    text = report(args, mem, hv, ld, k9, started) + ("\n" + routes if routes else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

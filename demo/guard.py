@@ -5,23 +5,31 @@ JSON body (a `data:` URL), and such a body is read and parsed before any of our 
 `BodyLimit` refuses a body that is too large before it is read: at once when Content-Length
 says so, and as soon as the bytes received pass the limit when it does not.
 
-`LoginThrottle` counts failed sign-ins per client address; after a few in a row, that client
-is refused (429) for a time that doubles with every further failure, so guessing a password
-costs hours instead of seconds. A success clears the count. Behind a reverse proxy every
-client shares the proxy's address: run the app with --auth only where clients reach it directly,
-or put the proxy's own rate limit in front.
+`LoginThrottle` counts failed sign-ins per client key; after a few in a row, that key is
+refused (429) for a time that doubles with every further failure, so guessing a password
+costs hours instead of seconds. A success clears the count. The key is what a client cannot
+forge: its address as demo/clients.py resolved it (proxy headers believed only from the
+operator's `--trust-proxy`), or, for a browser that has signed in before, a device cookie
+signed by this server. So a user who once signed in is never locked out by someone else's
+failures from the same address (a NAT, the same proxy): only the guesser's key is locked.
 
 Plain ASGI (Starlette's message types), no Gradio import.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
 import json
+import secrets
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from .clients import client_host
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -53,12 +61,15 @@ class BodyLimit:
     limit:        bytes allowed for every route but uploads (an API call with inline photos).
     upload_limit: bytes allowed for Gradio's multipart upload route (several photos at once;
                   Gradio streams those to disk and checks each file against max_file_size).
+    idle:         seconds a body may stop arriving before it is cut off (408): a client that
+                  sends a few bytes and then nothing must not hold a request open forever.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, upload_limit: int):
+    def __init__(self, app: ASGIApp, limit: int, upload_limit: int, idle: float = 20.0):
         self.app = app
         self.limit = int(limit)
         self.upload_limit = int(upload_limit)
+        self.idle = float(idle)
 
     def limit_for(self, path: str) -> int:
         return self.upload_limit if path.rstrip("/").endswith("/upload") else self.limit
@@ -82,14 +93,23 @@ class BodyLimit:
         received = 0
         overflow = False
         started = False
+        stalled = False
+        complete = False
 
         async def counted() -> Message:
-            nonlocal received, overflow
+            nonlocal received, overflow, stalled, complete
             if overflow:
                 return {"type": "http.disconnect"}
-            item = await receive()
+            if complete:  # the body is in: what follows is the wait for a disconnect
+                return await receive()
+            try:
+                item = await asyncio.wait_for(receive(), self.idle)
+            except TimeoutError:
+                overflow = stalled = True
+                return {"type": "http.disconnect"}
             if item["type"] == "http.request":
                 received += len(item.get("body", b""))
+                complete = not item.get("more_body", False)
                 if received > limit:
                     overflow = True
                     return {"type": "http.disconnect"}
@@ -109,7 +129,14 @@ class BodyLimit:
             if not overflow:
                 raise
         if overflow and not started:
-            await _refuse(send, 413, message)
+            if stalled:
+                await _refuse(send, 408, f"The request body stopped arriving for {self.idle:.0f} s.")
+            else:
+                await _refuse(send, 413, message)
+
+
+#: The cookie that tells a browser which signed in before from everyone else at its address.
+DEVICE_COOKIE = "twin-device"
 
 
 class LoginThrottle:
@@ -133,6 +160,7 @@ class LoginThrottle:
         self.clock = clock
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()  # client -> (count, locked until)
         self._lock = threading.Lock()
+        self._secret = secrets.token_bytes(32)  # device cookies are valid until this process ends
 
     def retry_after(self, client: str) -> float:
         """Seconds until `client` may try again (0: now)."""
@@ -162,7 +190,8 @@ class LoginThrottle:
         ):
             await self.app(scope, receive, send)
             return
-        client = (scope.get("client") or ("unknown", 0))[0]
+        device = self.device_of(scope)
+        client = f"device:{device}" if device else f"address:{client_host(scope)}"
         wait = self.retry_after(client)
         if wait > 0:
             await _refuse(
@@ -178,6 +207,8 @@ class LoginThrottle:
             nonlocal status
             if item["type"] == "http.response.start":
                 status = int(item["status"])
+                if status == 200 and device is None:  # remember this browser: its own key from now on
+                    item = dict(item, headers=[*item.get("headers", []), (b"set-cookie", self.device_cookie())])
             await send(item)
 
         await self.app(scope, receive, watched)
@@ -185,6 +216,26 @@ class LoginThrottle:
             self.record(client, True)
         elif 400 <= status < 500:
             self.record(client, False)
+
+    def device_cookie(self) -> bytes:
+        """A new device id, signed: `twin-device=<id>.<hmac>` for 30 days, script-proof."""
+        device = secrets.token_urlsafe(16)
+        value = f"{device}.{self._sign(device)}"
+        return f"{DEVICE_COOKIE}={value}; Max-Age=2592000; Path=/; HttpOnly; SameSite=Lax".encode()
+
+    def device_of(self, scope: Scope) -> str | None:
+        """The device id of a validly signed device cookie in the request, else None."""
+        cookies = _header(scope, b"cookie") or ""
+        for part in cookies.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == DEVICE_COOKIE:
+                device, _, mac = value.partition(".")
+                if device and hmac.compare_digest(mac, self._sign(device)):
+                    return device
+        return None
+
+    def _sign(self, device: str) -> str:
+        return hmac.new(self._secret, device.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -29,19 +29,22 @@ def lfw(name: str, number: int) -> Path:
 class AppServer:
     """`python app.py` serving a fresh gallery; `url` once it is ready; `stop()` ends it."""
 
-    def __init__(self, tmp: Path, *extra: str, timeout: float = 300.0):
+    def __init__(self, tmp: Path, *extra: str, timeout: float = 300.0, port: int | None = None,
+                 temp_dir: Path | None = None, root: Path = ROOT):
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.gallery = self.tmp / "gallery"
         self.log_path = self.tmp / "app.log"
-        self.port = free_port()
-        env = {**os.environ, "GRADIO_TEMP_DIR": str(self.tmp / "gradio-tmp"), "PYTHONUNBUFFERED": "1"}
+        self.port = port or free_port()
+        temp_dir = temp_dir or self.tmp / "gradio-tmp"
+        env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "PYTHONUNBUFFERED": "1"}
         env.pop("GRADIO_SERVER_NAME", None)
         env.pop("GRADIO_SERVER_PORT", None)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, str(Path(root) / "app.py"), "--host", "127.0.0.1", "--port", str(self.port),
              "--gallery", str(self.gallery), *extra],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = self._wait(timeout)
 
     def log(self) -> str:

@@ -66,7 +66,8 @@ def pytest_runtest_makereport(item, call):
 #: Modules whose tests start servers or subprocesses, train, or otherwise take seconds each:
 #: marked `slow` here, in one place, so `make test-fast` (-m "not slow and not browser") stays
 #: under a minute while `make test` runs everything.
-SLOW_MODULES = {"test_app", "test_app_hardening", "test_app_gallery_hardening", "test_browser", "test_cli", "test_deploy_milvus",
+SLOW_MODULES = {"test_app", "test_app_hardening", "test_app_gallery_hardening", "test_app_routes",
+                "test_browser", "test_cli", "test_deploy_milvus",
                 "test_index_cli", "test_index_hardening", "test_gallery_milvus", "test_teacher",
                 "test_training", "test_seed", "test_oneshot", "test_engine_hardening_work",
                 "test_bulk_enroll", "test_evaluate", "test_quality", "test_milvus_server", "test_milvus_replicas"}

@@ -57,6 +57,9 @@ def page(browser, server):
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.dialogs = dialogs
+    blocked: list[str] = []                                      # what the Content-Security-Policy refused
+    page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    page.csp_blocked = blocked
     page.goto(server.url, wait_until="networkidle")
     yield page
     context.close()
@@ -87,6 +90,7 @@ def test_compare_two_photos_in_the_browser(page):
     shot = _screenshot(page, "compare.png")
     assert shot.stat().st_size > 10_000
     assert page.dialogs == []
+    assert page.csp_blocked == []                                # the page works under the app's CSP
 
 
 def test_an_example_runs_with_one_click_and_another_face_can_be_picked(page):
