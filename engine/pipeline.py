@@ -17,7 +17,7 @@ import torch
 from .align import align
 from .detect import FaceDetector
 from .errors import BadFaceNumber, TooMuchWork
-from .identification import IdentificationThreshold
+from .identification import IdentificationThreshold, Naming
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, load_checkpoint, pick_device
 from .picking import pick_face
@@ -151,6 +151,12 @@ class FaceEngine:
             self.card
         ) or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low)
         self.identification_threshold: float = self.identification.value
+        #: How a gallery names someone (issue 20): scores normalised against the cohort beside the
+        #: weights and the card's naming threshold for N people; raw distances and the threshold
+        #: above when the weights have no cohort. Every caller names through it (index Gallery.name).
+        self.naming: Naming = Naming.from_card(
+            self.card, weights, self.model_id, self.model.config.embedding_size, self.identification
+        )
         self.flip_average = flip_average
         self.detector = detector or FaceDetector(device=self.device)
         self.embedding_size = self.model.config.embedding_size
