@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.identification import RERANK, as_norm
+from engine.identification import RERANK
 from engine.settings import CACHE_ROOT, LFW_DIR
 from training.openset import Split, pairwise_distances, threshold_at_far
 
@@ -69,7 +69,8 @@ def lfw_embeddings(engine) -> tuple[np.ndarray, list[str], list[str], np.ndarray
             names += [str(n) for n in z["names"]]
             crops.append(z["crops"])
             found_parts.append(z["found"])
-    order = np.argsort(names)
+    first = {n: i for i, n in reversed(list(enumerate(names)))}  # a photo measured twice: once
+    order = np.array(sorted(first.values(), key=names.__getitem__), np.int64)
     photos = [names[i] for i in order]
     all_crops, found = np.concatenate(crops)[order], np.concatenate(found_parts)[order]
     embeddings = engine.embed_crops(all_crops[found])
@@ -105,19 +106,17 @@ class Scores:
     def __init__(self, engine, embeddings: np.ndarray):
         self.naming = engine.naming
         self.embeddings = embeddings
-        cohort = self.naming.cohort
-        self.stats = cohort.stats(embeddings) if cohort is not None else None
+        self.cohort = self.naming.cohort
+        self.stats = self.cohort.describe(embeddings) if self.cohort is not None else None
 
     def matrices(self, rows: np.ndarray, cols: np.ndarray, vectors: np.ndarray | None = None,
-                 stats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(raw distances, normalised scores with +inf outside each row's RERANK nearest)."""
         e = self.embeddings[cols] if vectors is None else vectors
         d = pairwise_distances(self.embeddings[rows], e)
-        if self.stats is None:
+        if self.stats is None or self.cohort is None:
             return d, np.full_like(d, np.nan)
-        mq, sq = self.stats[0][rows], self.stats[1][rows]
-        me, se = (self.stats[0][cols], self.stats[1][cols]) if stats is None else stats
-        s = as_norm(d, (mq[:, None], sq[:, None]), (me[None], se[None]))
+        s = self.cohort.normalise(d, self.stats[rows], self.stats[cols] if stats is None else stats)
         if d.shape[1] > RERANK:
             cut = np.partition(d, RERANK - 1, axis=1)[:, RERANK - 1 : RERANK]
             s = np.where(d <= cut, s, np.inf)
@@ -150,7 +149,8 @@ def lfw_naming(engine, gallery_check: bool = True) -> tuple[list[str], dict[str,
     normalised = scorer.stats is not None
     variants = {"raw distance (today's product)": (dp, ds, lambda n: engine.identification.for_gallery(n))}
     if normalised:
-        variants["+ AS-norm against the cohort (shipped)"] = (sp, ss, engine.naming.threshold_for)
+        what = {"csls": "CSLS", "as-norm": "AS-norm"}[scorer.cohort.score]  # type: ignore[union-attr]
+        variants[f"+ {what} against the cohort (shipped)"] = (sp, ss, engine.naming.threshold_for)
     rng = np.random.default_rng(0)
     results: dict[str, Any] = {}
     for label, (mp, ms, threshold_for) in variants.items():
@@ -170,7 +170,7 @@ def lfw_naming(engine, gallery_check: bool = True) -> tuple[list[str], dict[str,
                 col_of = np.full(n_all, -1)
                 col_of[cols] = np.arange(len(cols))
                 sub_p, sub_s = mp[np.ix_(in_gallery, cols)], ms[:, cols]
-                if "AS-norm" in label and n < n_all:  # re-rank within this gallery's own nearest
+                if "cohort" in label and n < n_all:  # re-rank within this gallery's own nearest
                     sub_p = rerank(dp[np.ix_(in_gallery, cols)], scorer, split.probes[in_gallery], split.enroll[cols])
                     sub_s = rerank(ds[:, cols], scorer, split.strangers, split.enroll[cols])
                 ks, kr, _ = answers(sub_p, col_of[truth[in_gallery]])
@@ -194,9 +194,7 @@ def rerank(d: np.ndarray, scorer: Scores, rows: np.ndarray, cols: np.ndarray) ->
     if d.shape[1] <= RERANK:
         _, full = scorer.matrices(rows, cols)
         return full
-    mq, sq = scorer.stats[0][rows], scorer.stats[1][rows]  # type: ignore[index]
-    me, se = scorer.stats[0][cols], scorer.stats[1][cols]  # type: ignore[index]
-    out = as_norm(d, (mq[:, None], sq[:, None]), (me[None], se[None]))
+    out = scorer.cohort.normalise(d, scorer.stats[rows], scorer.stats[cols])  # type: ignore[index,union-attr]
     cut = np.partition(d, RERANK - 1, axis=1)[:, RERANK - 1 : RERANK]
     return np.where(d <= cut, out, np.inf)
 
@@ -225,8 +223,8 @@ def templates_table(engine, emb, people, paths, scorer: Scores) -> dict[str, Any
             else:
                 t = emb[np.concatenate(entries)]
                 owner = np.repeat(np.arange(len(rich)), m)
-            stats = cohort.stats(t) if cohort is not None else None
-            for kind in ("raw", "as-norm") if cohort is not None else ("raw",):
+            stats = cohort.describe(t) if cohort is not None else None
+            for kind in ("raw", "normalised") if cohort is not None else ("raw",):
                 per = []
                 for rows in (queries, strangers):
                     d, s = scorer.matrices(rows, np.zeros(0, np.int64), vectors=t, stats=stats)
@@ -238,7 +236,7 @@ def templates_table(engine, emb, people, paths, scorer: Scores) -> dict[str, Any
                 score, right, _ = answers(bq, truth)
                 s_score, _, _ = answers(bs, None)
                 t1 = threshold_at_far(s_score, 0.01)
-                t_app = (engine.naming.threshold_for(len(rich)) if kind == "as-norm"
+                t_app = (engine.naming.threshold_for(len(rich)) if kind == "normalised"
                          else engine.identification.for_gallery(len(rich)))
                 out[f"{kind} {how} m={m}"] = {
                     "top1": float(right.mean()),

@@ -188,29 +188,58 @@ def cohort_path(weights: str | Path) -> Path:
     return weights.with_name(weights.stem + COHORT_SUFFIX)
 
 
+#: The normalisations the product implements (the card's `naming.score`).
+SCORES = ("as-norm", "csls")
+
+
 @dataclass(frozen=True)
 class Cohort:
-    """Unit embeddings of cohort faces, and how many nearest of them describe a face."""
+    """Unit embeddings of cohort faces, how many nearest of them describe a face, and the score
+    they normalise ("as-norm" or "csls", see `normalise`)."""
 
     vectors: np.ndarray  # C x D float32, unit rows
     k: int
     model_id: str
+    score: str = "as-norm"
 
-    def stats(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, spread) of each row's K nearest cohort distances."""
+    def nearest(self, embeddings: np.ndarray) -> np.ndarray:
+        """Each row's K nearest cohort distances (n x K, unordered)."""
         e = np.atleast_2d(np.asarray(embeddings, np.float32))
         similarity = e @ self.vectors.T
         k = min(self.k, self.vectors.shape[0])
         nearest = -np.partition(-similarity, k - 1, axis=1)[:, :k]
-        distances = np.sqrt(np.maximum(2.0 - 2.0 * nearest.astype(np.float64), 0.0))
+        return np.sqrt(np.maximum(2.0 - 2.0 * nearest.astype(np.float64), 0.0))
+
+    def stats(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, spread) of each row's K nearest cohort distances."""
+        distances = self.nearest(embeddings)
         return distances.mean(axis=1), np.maximum(distances.std(axis=1), MIN_SPREAD)
+
+    def describe(self, embeddings: np.ndarray) -> np.ndarray:
+        """What `normalise` needs of each face (n x 2): AS-norm, the mean and spread of its K
+        nearest cohort distances; CSLS, the mean of their squares (and 0)."""
+        if self.score == "csls":
+            radius = (self.nearest(embeddings) ** 2).mean(axis=1)
+            return np.stack([radius, np.zeros_like(radius)], axis=1)
+        return np.stack(self.stats(embeddings), axis=1)
+
+    def normalise(self, distances: np.ndarray, queries: np.ndarray, entries: np.ndarray) -> np.ndarray:
+        """Scores (Q x E; lower: more alike) of distances between Q queries and E entries from
+        both sides' `describe`. CSLS: d^2 - (r_q + r_e) / 2, the squared distance less the mean of
+        both faces' squared distances to their K nearest cohort faces (a hub's many close
+        neighbours raise its r and so its scores); AS-norm: see `as_norm`."""
+        d = np.asarray(distances, np.float64)
+        q, e = np.atleast_2d(queries), np.atleast_2d(entries)
+        if self.score == "csls":
+            return d**2 - 0.5 * (q[:, :1] + e[:, 0][None])
+        return as_norm(d, (q[:, :1], q[:, 1:2]), (e[:, 0][None], e[:, 1][None]))
 
     @classmethod
     def load(cls, weights: str | Path, card: dict[str, Any], model_id: str, dim: int) -> Cohort | None:
         """The cohort beside the weights, or None (with a warning) when the card has no `naming`
         entry, the file is missing or unreadable, or it was embedded by other weights."""
         entry = card.get("naming") if isinstance(card, dict) else None
-        if not isinstance(entry, dict) or entry.get("score") != "as-norm":
+        if not isinstance(entry, dict) or entry.get("score") not in SCORES:
             return None
         path = cohort_path(weights)
         try:
@@ -232,7 +261,7 @@ class Cohort:
             log.warning("naming falls back to raw distances: the cohort %s has shape %s", path, vectors.shape)
             return None
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return cls(vectors / np.maximum(norms, 1e-12), k, model_id)
+        return cls(vectors / np.maximum(norms, 1e-12), k, model_id, str(entry["score"]))
 
 
 def as_norm(
@@ -296,8 +325,9 @@ class Naming:
             distances = np.linalg.norm(vectors - q[None], axis=1)
         if self.cohort is None:
             return np.asarray(distances, np.float64)
-        mq, sq = self.cohort.stats(q[None])
-        return as_norm(distances, (mq[0], sq[0]), self.cohort.stats(vectors))
+        return self.cohort.normalise(np.atleast_2d(distances), self.cohort.describe(q), self.cohort.describe(vectors))[
+            0
+        ]
 
     def decide(
         self,

@@ -12,6 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
+from demo.inputs import PhotoInput
 from demo.service import TwinService
 from engine.identification import (
     Cohort,
@@ -26,6 +27,10 @@ from index.__main__ import main as index_main
 
 PHOTOS = {"George": ("George_W_Bush", 1), "Colin": ("Colin_Powell", 1), "Tony": ("Tony_Blair", 1),
           "Serena": ("Serena_Williams", 1), "Aaron": ("Aaron_Eckhart", 1)}
+
+
+def photo_input(path) -> PhotoInput:
+    return PhotoInput(path.name, path=path)
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +100,22 @@ def test_mean_templates_score_a_person_by_the_mean_of_their_entries(faces, engin
             float(best_entry), abs=1e-4)
 
 
-def test_as_norm_is_the_mean_of_both_standardised_distances(engine, faces):
-    cohort = engine.naming.cohort
+@pytest.mark.parametrize("score", ["as-norm", "csls"])
+def test_the_normalised_score_by_brute_force(engine, faces, score):
+    cohort = dataclasses.replace(engine.naming.cohort, score=score)
+    naming = dataclasses.replace(engine.naming, cohort=cohort)
     q, e = faces["George"].embedding, faces["George 2"].embedding
-    (mq, sq), (me, se) = cohort.stats(q), cohort.stats(e)
     d = np.linalg.norm(q - e)
-    # the K nearest cohort faces, by brute force
-    dq = np.sort(np.linalg.norm(cohort.vectors - q, axis=1))[: cohort.k]
+    # each face's K nearest cohort faces, by brute force
+    dq, de = (np.sort(np.linalg.norm(cohort.vectors - x, axis=1))[: cohort.k] for x in (q, e))
+    (mq, sq), (me, se) = cohort.stats(q), cohort.stats(e)
     assert mq[0] == pytest.approx(dq.mean(), abs=1e-4) and sq[0] == pytest.approx(dq.std(), abs=1e-4)
-    expected = 0.5 * ((d - mq[0]) / sq[0] + (d - me[0]) / se[0])
-    assert as_norm(d, (mq[0], sq[0]), (me[0], se[0])) == pytest.approx(expected)
-    assert engine.naming.scores(q, e[None])[0] == pytest.approx(expected, abs=1e-5)
+    if score == "csls":
+        expected = d**2 - 0.5 * ((dq**2).mean() + (de**2).mean())
+    else:
+        expected = 0.5 * ((d - dq.mean()) / dq.std() + (d - de.mean()) / de.std())
+        assert as_norm(d, (mq[0], sq[0]), (me[0], se[0])) == pytest.approx(expected, abs=1e-4)
+    assert naming.scores(q, e[None])[0] == pytest.approx(expected, abs=1e-4)
 
 
 def test_a_cohort_of_other_weights_or_a_broken_one_is_refused(tmp_path, engine, caplog):
@@ -131,7 +141,7 @@ def test_the_cli_and_the_app_name_the_same_person_by_the_same_threshold(tmp_path
     with Gallery(directory, model_id=engine.model_id, embedding_size=engine.embedding_size) as g:
         service = TwinService(engine, g)
         for name, (person, number) in PHOTOS.items():
-            assert service.enroll(name, [str(lfw(person, number))]).entries
+            assert service.enroll(name, [photo_input(lfw(person, number))]).entries
     for photo, expected in ((lfw("George_W_Bush", 2), "George"), (lfw("Colin_Powell", 2), None)):
         out = io.StringIO()
         assert index_main(["--gallery", str(directory), "--json", "search", str(photo)], engine=engine, out=out) == 0
@@ -139,7 +149,7 @@ def test_the_cli_and_the_app_name_the_same_person_by_the_same_threshold(tmp_path
         text = io.StringIO()
         assert index_main(["--gallery", str(directory), "search", str(photo)], engine=engine, out=text) == 0
         with Gallery(directory, model_id=engine.model_id, embedding_size=engine.embedding_size) as g:
-            app = TwinService(engine, g).identify(str(photo))
+            app = TwinService(engine, g).identify(photo_input(photo))
         (face,) = app.faces
         assert cli["threshold"] == pytest.approx(app.threshold) == engine.naming.threshold_for(len(PHOTOS))
         assert cli["identified"] == (face.match.name if face.match else None)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.identification import COHORT_SUFFIX, RERANK, as_norm, cohort_path
+from engine.identification import COHORT_SUFFIX, RERANK, SCORES, as_norm, cohort_path
 
 from .naming_data import naming_faces
 from .openset import pairwise_distances, random_open_set_splits, threshold_at_far
@@ -180,7 +180,9 @@ def fit_by_size(m: np.ndarray, target: float = TARGET_FAR) -> dict[str, Any]:
         "by_gallery_size": by_size,
         "curve": lines,
         "extrapolation_error": errors,
-        "measured": {str(n): float(measured[n - 1]) for n in (1, 2, 5, 10, 20, 40, 80, int(sizes[-1])) if n <= sizes[-1]},
+        "measured": {
+            str(n): float(measured[n - 1]) for n in (1, 2, 5, 10, 20, 40, 80, int(sizes[-1])) if n <= sizes[-1]
+        },
         "far_by_gallery_size_at_fitted": {
             str(n): float(np.mean(m[:, :, n - 1] <= by_size[str(n)])) for n in (10, 20, 50, 100) if n <= sizes[-1]
         },
@@ -208,8 +210,8 @@ def study(engine, weights: Path, write: bool = False) -> dict[str, Any]:
     choice = max(normalised, key=lambda k: (normalised[k]["dir@0.01"], normalised[k]["top1"]))
     method, k = choice.split(" K=")[0], int(choice.split("K=")[1])
     print(f"chosen: {choice}", flush=True)
-    if method != "as-norm":
-        print("the product implements AS-norm only: implement the chosen score first", file=sys.stderr)
+    if method not in SCORES:
+        print(f"the product does not implement {method}: implement it first", file=sys.stderr)
         return {"results": results, "choice": choice}
 
     def score_fn(dist, cq, ce):
