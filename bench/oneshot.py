@@ -69,7 +69,7 @@ from training.openset import (  # noqa: E402,F401
 def time_end_to_end(engine: Any, enroll: Sequence[tuple[str, Path]], identify: Sequence[tuple[str, Path]],
                     directory: str | Path) -> dict[str, Any]:
     """Photos per second from the file: engine.faces(path) + Gallery.enroll (with the crop as
-    thumbnail, as the app stores it), then engine.faces(path) + Gallery.identify. A warm-up
+    thumbnail, as the app stores it), then engine.faces(path) + Gallery.name. A warm-up
     photo (not counted) goes through both paths first."""
     from index import Gallery
     out: dict[str, Any] = {"enroll_photos": len(enroll), "identify_photos": len(identify),
@@ -187,13 +187,13 @@ def timing_section(engine, count: int, tmp: Path) -> tuple[list[str], dict[str, 
     lines = ["### Time, end to end from the photo file", "",
              f"{len(enroll)} LFW photos enrolled (engine.faces(path) + Gallery.enroll with the crop as thumbnail), "
              f"then {len(identify)} other photos of the same people identified (engine.faces(path) + "
-             f"Gallery.identify) against that gallery of {t['gallery_size']}; one photo at a time, after one warm-up "
+             f"Gallery.name) against that gallery of {t['gallery_size']}; one photo at a time, after one warm-up "
              f"photo. Device {engine.device}, {torch_threads()} torch thread(s).", "",
              "| step | photos | seconds | photos/s | no face found |", "|---|---|---|---|---|",
              f"| enroll | {t['enroll_photos']} | {t['enroll_seconds']:.2f} | {t['enroll_per_s']:.1f} | {t['enroll_no_face']} |",
              f"| identify | {t['identify_photos']} | {t['identify_seconds']:.2f} | {t['identify_per_s']:.1f} | {t['identify_no_face']} |",
-             "", f"(identify named {t['identified']} of them, {t['identified_right']} rightly, at the identification "
-             f"threshold {identification_threshold(engine):.3f}.)", ""]
+             "", f"(identify named {t['identified']} of them, {t['identified_right']} rightly, by `engine.naming` "
+             f"(threshold {engine.naming.threshold_for(t['gallery_size']):.3f} for {t['gallery_size']} people).)", ""]
     return lines, t
 
 
@@ -236,7 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ident = identification_threshold(engine)
     naming = engine.naming
     if naming.normalised:
-        naming_line = (f"- **naming** (`engine.naming`, what the app and `python -m index search` do): AS-norm scores "
+        what = {"csls": "CSLS", "as-norm": "AS-norm"}.get(naming.cohort.score, naming.cohort.score)
+        naming_line = (f"- **naming** (`engine.naming`, what the app and `python -m index search` do): {what} scores "
                        f"against a cohort of {len(naming.cohort.vectors)} training faces (K = {naming.cohort.k}), "
                        f"{naming.templates} scoring of several photos, the threshold for N people fitted on the "
                        f"validation people (never LFW): N = 10: {naming.threshold_for(10):.2f}, 100: "
