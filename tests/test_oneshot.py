@@ -162,7 +162,7 @@ def test_the_script_writes_its_tables(engine, tmp_path, monkeypatch, att_test_cr
     assert "AT&T, 4-way one-shot" in text and "2 testing subjects" in text and "2 training subjects" in text
     assert "open set through the product path: 2 enrolled, 1 strangers" in text
     assert "raw distance (today's product)" in text and "today (issue 20)" in text
-    assert ("AS-norm" in text) == engine.naming.normalised
+    assert ("against the cohort (shipped)" in text) == engine.naming.normalised
     assert "What the app does at its own thresholds" in text and "photos/s" in text and "limited run" in text
     if engine.naming.normalised:
         assert "queries named as the matrices above say" in text
