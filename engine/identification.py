@@ -156,25 +156,25 @@ class IdentificationThreshold:
 #
 # A raw distance says little on its own when many people are enrolled: some faces (and some
 # photos) lie close to many others ("hubs"), so a stranger's nearest enrolled face is often as
-# close as a true match. Adaptive symmetric normalisation (AS-norm) measures each face against a
-# fixed cohort of training faces (one photo each of a few thousand CelebA people the weights
-# were trained on, never LFW): the mean and spread of its K nearest cohort distances say how
-# crowded its neighbourhood is, and the distance between a query q and an enrolled face e is
-# scored as
+# close as a true match. A fixed cohort of training faces (one photo each of CelebA people the
+# weights were trained on, never LFW) measures how crowded each face's neighbourhood is, from its
+# K nearest cohort distances, and the score of a query q against an enrolled face e corrects the
+# distance d for both neighbourhoods (lower: more alike). Two scores, the card's `naming.score`:
 #
-#     score(q, e) = ((d - mu_q) / sd_q + (d - mu_e) / sd_e) / 2
+#     csls:    d^2 - (r_q + r_e) / 2, r = the mean squared distance to the K nearest cohort faces
+#     as-norm: ((d - mu_q) / sd_q + (d - mu_e) / sd_e) / 2, mu, sd = mean and spread of those distances
 #
-# (lower: more alike; a true match is typically several spreads below both neighbourhoods).
+# (training/naming.py chooses between them and K on the validation people: CSLS, K = 25, today).
 # The cohort ships beside the weights (twin.cohort.npy, float16) and the card's `naming` entry
 # names the model id it was embedded with: another model's cohort is refused.
 #
 # e's statistics are computed at query time for the top raw candidates only (the gallery
 # returns their embeddings), not stored with each entry: nothing to migrate in either store,
-# nothing stale after a re-embed or an import, and the cost is K-nearest over the cohort for
-# ~RERANK vectors (well under a millisecond).
+# nothing stale after a re-embed or an import; the cost is one product with the cohort for the
+# query and for each of ~RERANK candidates.
 
-#: Raw nearest entries re-scored per query (the normalised nearest is among them in practice:
-#: validation top-1 does not change beyond this many).
+#: Raw nearest entries re-scored per query: a person whose best raw rank is beyond this cannot be
+#: named (bench/oneshot.py's LFW figures re-score exactly these).
 RERANK = 50
 #: The file beside the weights: twin.pt -> twin.cohort.npy.
 COHORT_SUFFIX = ".cohort.npy"
