@@ -46,16 +46,18 @@ def lfw_embeddings(engine) -> tuple[np.ndarray, list[str], list[str], np.ndarray
     """(embeddings of the photos with a face, their people, their paths, found mask over the photos
     measured). The crops come from .cache/product/: the whole of LFW (bench/product_path.py's
     "lfw-all"), or, where that was not built, the parts a run in priority order has done so far
-    ("lfw-part*": every enrolled photo and stranger first, then each person's 2nd, 3rd... photo)."""
-    from bench.product_path import detection_key
+    ("lfw-part*": every enrolled photo first, then strangers and second photos in a random order). A
+    full run is made, and preferred, once no part is there: delete .cache/product/lfw-part* for it."""
+    from bench.product_path import detection_key, product_crops
 
     key = detection_key(engine)
     cache = CACHE_ROOT / "oneshot" / f"lfw-{engine.model_id}-{key}.npz"
     sources = sorted((CACHE_ROOT / "product").glob(f"lfw-all-{key}.npz")) or sorted(
         (CACHE_ROOT / "product").glob(f"lfw-part*-{key}.npz"))
-    if not sources:
-        raise FileNotFoundError(f"no LFW crops from FaceEngine.faces() under {CACHE_ROOT / 'product'}: run "
-                                "bench/product_path.py's product_crops over every LFW photo with tag 'lfw-all'")
+    if not sources:  # every LFW photo through faces() now (hours on a busy 2-core machine; cached after)
+        photos = sorted(str(p.relative_to(LFW_DIR)) for p in LFW_DIR.glob("*/*.jpg"))
+        product_crops(engine, photos, tag="lfw-all")
+        sources = sorted((CACHE_ROOT / "product").glob(f"lfw-all-{key}.npz"))
     stamp = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sources]
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
