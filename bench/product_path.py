@@ -45,14 +45,15 @@ def detection_key(engine: FaceEngine) -> str:
     return hashlib.sha256(described.encode()).hexdigest()[:12]
 
 
-def product_crops(engine: FaceEngine, photos: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def product_crops(engine: FaceEngine, photos: list[str], tag: str = "faces") -> tuple[np.ndarray, np.ndarray]:
     """Each photo's most prominent face as `FaceEngine.faces()` aligns it: crops, found mask.
 
     The crop does not depend on the weights (the picker uses the detector's boxes only), so
     it is cached once per version of the detection code (.cache/product/faces-KEY.npz) and
-    every model is measured by embedding these crops exactly as faces() does.
+    every model is measured by embedding these crops exactly as faces() does. `tag` names the
+    list of photos (View 2's "faces"; bench/oneshot.py caches every LFW photo as "lfw-all").
     """
-    cache = CACHE_ROOT / "product" / f"faces-{detection_key(engine)}.npz"
+    cache = CACHE_ROOT / "product" / f"{tag}-{detection_key(engine)}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             if list(data["names"]) == photos:

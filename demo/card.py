@@ -129,9 +129,10 @@ def accuracy_section(card: dict, threshold: float) -> str:
     return "\n\n".join(lines)
 
 
-def threshold_section(card: dict, threshold: float, ident: IdentificationThreshold) -> str:
-    """The two thresholds in words; `ident` is the engine's own (engine.identification), so the
-    page states the limit the app names within, fitted or fallback."""
+def threshold_section(card: dict, threshold: float, ident: IdentificationThreshold, normalised: bool = False) -> str:
+    """The two thresholds in words; `ident` is the engine's own naming threshold (engine.naming),
+    so the page states the limit the app names within, fitted or fallback; `normalised`: it
+    judges cohort-normalised scores, not distances."""
     source = card.get("threshold_source") or "LFW View 1"
     lines = [
         "## What the threshold means",
@@ -139,7 +140,16 @@ def threshold_section(card: dict, threshold: float, ident: IdentificationThresho
         f"(chosen on {md_escape(source)}). The *similarity* shown beside it is a calibrated estimate "
         "of how likely the two photos are of one person; 50% sits near the threshold.",
     ]
-    if not ident.fallback:
+    if normalised:
+        sizes = ", ".join(f"{ident.for_gallery(n):.2f} with {n:,} people" for n in (10, 100, 1000, 10000))
+        lines.append(
+            "**Identify** scores each enrolled person by the distance *normalised* against a cohort of "
+            "training faces (how far both faces usually are from faces of other people), and names the best "
+            "only when that score is at most a limit fitted so that about "
+            f"{(ident.target_far or 0.01):.0%} of strangers are named whatever the gallery's size: stricter "
+            f"with more people enrolled ({sizes}); the app uses the one for its own size."
+        )
+    elif not ident.fallback:
         sizes = ", ".join(f"{t:.3f} with {n:,} people" for n, t in ident.by_gallery_size)
         target = f" (fitted so that about {ident.target_far:.0%} of strangers are named)" if ident.target_far else ""
         reference = f" with {ident.reference_gallery_size:,} people enrolled" if ident.reference_gallery_size else ""

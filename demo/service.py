@@ -115,7 +115,7 @@ class IdentifiedFace:
 class Identification:
     photo: Photo
     faces: list[IdentifiedFace]
-    threshold: float  # the naming threshold the faces were judged by (naming_threshold)
+    threshold: float  # the naming threshold the faces were judged by (engine.naming, for this gallery's size)
 
 
 @dataclass
@@ -191,20 +191,18 @@ class TwinService:
         with _gallery_errors():
             threshold = self.naming_threshold()
             for i, face in enumerate(found.faces):
-                top = [self._candidate(m) for m in self.gallery.search(face.embedding, k=TOP_K)]
-                match = top[0] if top and top[0].distance <= threshold else None
+                # engine.naming decides (the one rule the CLI and the benches use too)
+                named = self.gallery.name(face.embedding, self.engine.naming)
+                top = [self._candidate(c) for c in named.candidates[:TOP_K]]
+                match = top[0] if named.match is not None else None
                 result.append(IdentifiedFace(i + 1, face, match, top))
+                threshold = named.threshold
         return Identification(found, result, threshold)
 
     def naming_threshold(self) -> float:
-        """The distance within which Identify names someone: the engine's identification threshold
-        for this gallery's number of people (a stranger has one chance per person enrolled), else
-        the gallery's own threshold."""
-        identification = getattr(self.engine, "identification", None)
-        if identification is not None and hasattr(identification, "for_gallery"):
-            return float(identification.for_gallery(max(1, self.gallery.count_people())))
-        threshold = getattr(self.gallery, "threshold", None)
-        return float(self.engine.threshold if threshold is None else threshold)
+        """The score within which Identify names someone: the engine's naming threshold for this
+        gallery's number of people (a stranger has one chance per person enrolled)."""
+        return float(self.engine.naming.threshold_for(self.gallery.count_people()))
 
     def _candidate(self, match: Any) -> Candidate:
         distance = float(match.distance)

@@ -34,7 +34,7 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits
     """The whole app as a gr.Blocks; launch it with app.py (which sets the queue and limits)."""
     service = TwinService(engine, gallery, thumbnails=thumbnails, limits=limits)
     files = ResultFiles(upload_folder() / "twin")
-    ctx = TabContext(service, files, engine.model_id, engine.threshold, engine.card, engine.identification)
+    ctx = TabContext(service, files, engine.model_id, engine.threshold, engine.card, engine.naming.threshold)
     with gr.Blocks(title="Twin: face similarity", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# Twin\nAre two photos of the same person? Compare them, or enroll people and find them in new photos."

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .detect import Detector, detect_pick_align, make_detector
-from .identification import IdentificationThreshold
+from .identification import IdentificationThreshold, Naming
 from .images import ImageSource, load_image
 from .model import DEFAULT_WEIGHTS, TwinNet, embed_crops, load_checkpoint, pick_device
 from .picking import face_number, pick_face
@@ -148,6 +148,12 @@ class FaceEngine:
             self.card
         ) or IdentificationThreshold.fallback_for(self.threshold, self.verdict_band.low)
         self.identification_threshold: float = self.identification.value
+        #: How a gallery names someone (issue 20): scores normalised against the cohort beside the
+        #: weights and the card's naming threshold for N people; raw distances and the threshold
+        #: above when the weights have no cohort. Every caller names through it (index Gallery.name).
+        self.naming: Naming = Naming.from_card(
+            self.card, weights, self.model_id, self.model.config.embedding_size, self.identification
+        )
         self.flip_average = flip_average
         #: Any engine.detect.Detector; default: the default detector (MTCNN) on this device.
         self.detector: Detector = detector or make_detector(device=self.device)

@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("photo")
     p.add_argument("-k", type=int, default=5, help="how many matches (default 5)")
     p.add_argument("--face", type=face_argument, default=1, help="which face, 1 = most prominent")
-    p.add_argument("--threshold", type=float, default=None, help="distance threshold (default: the model's)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="name within this raw distance (default: the model's naming rule, as the app names)",
+    )
 
     p = commands.add_parser("list", help="everyone enrolled")
     p.add_argument("--entries", action="store_true", help="one line per entry instead of per person")
@@ -236,17 +241,25 @@ class Cli:
         a = self.args
         face, count = self.pick_face(a.photo, a.face)
         engine = self.engine
-        threshold = engine.threshold if a.threshold is None else a.threshold
         with self.gallery(with_engine=True) as g:
             matches = g.search(face.embedding, k=a.k)
-        best = matches[0] if matches and matches[0].distance <= threshold else None
+            # who it is: engine.naming decides, as the app does; --threshold: a raw distance instead
+            named = g.name(face.embedding, engine.naming) if a.threshold is None else None
+        threshold = named.threshold if named is not None else a.threshold
+        if named is not None:
+            best = named.match
+            scored = {c.name: c.score for c in named.candidates}
+        else:
+            best = matches[0] if matches and matches[0].distance <= threshold else None
+            scored = {m.name: m.distance for m in matches}
         rows = [
             {
                 "name": m.name,
                 "entry_id": m.entry_id,
                 "distance": round(m.distance, 4),
                 "similarity": round(engine.similarity(m.distance), 4),
-                "same": m.distance <= threshold,
+                "score": None if m.name not in scored else round(scored[m.name], 4),
+                "same": m.distance <= engine.threshold,
             }
             for m in matches
         ]
@@ -258,10 +271,14 @@ class Cli:
         ]
         if not matches:
             lines.append("  the gallery is empty")
+        what = "normalised score" if named is not None and named.normalised else "distance"
+        if named is not None:
+            what += f" (threshold for {named.people} people enrolled)"
+        value = (best.score if named is not None else best.distance) if best else None
         lines.append(
-            f"Identified: {best.name} (distance {best.distance:.3f} <= {threshold:.3f})"
+            f"Identified: {best.name} ({what} {value:.3f} <= {threshold:.3f})"
             if best
-            else f"Identified: no one (nobody within distance {threshold:.3f})"
+            else f"Identified: no one (nobody within {what} {threshold:.3f})"
         )
         self.emit(
             {"photo": a.photo, "threshold": threshold, "matches": rows, "identified": best.name if best else None},

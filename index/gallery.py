@@ -269,6 +269,20 @@ class Gallery:
         best = self.search(embedding, k=1)
         return best[0] if best and best[0].distance <= threshold else None
 
+    def name(self, embedding: np.ndarray, naming: Any) -> Any:
+        """Who this face is, as `naming` (engine.identification.Naming) decides: the RERANK
+        nearest entries, with every entry of their people when it scores a person by the mean of
+        their photos, re-scored against its cohort and judged by its threshold for this
+        gallery's number of people. Returns its `Named`."""
+        vector = clean_vector(embedding, self.embedding_size)
+        owners = {i: n for i, n, _ in self.store.search(vector, int(naming.rerank))}
+        if naming.templates == "mean":
+            for person in dict.fromkeys(owners.values()):
+                owners.update({i: person for i, *_ in self.store.entries(person)})
+        vectors = self.store.vectors(list(owners))
+        entries = [(i, n, vectors[i]) for i, n in owners.items() if i in vectors]
+        return naming.decide(vector, entries, self.count_people())
+
     def people(self) -> list[Person]:
         """Everyone enrolled: name, number of entries, first and last enrollment (UTC)."""
         return sorted(

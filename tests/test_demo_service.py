@@ -116,7 +116,7 @@ def test_identify_counts_people_without_listing_them(service, monkeypatch):
 
     monkeypatch.setattr(service.gallery, "people", listed)
     result = service.identify(example("Serena_Williams_0001.jpg"))
-    assert result.threshold == service.engine.identification.for_gallery(2) == service.naming_threshold()
+    assert result.threshold == service.engine.naming.threshold_for(2) == service.naming_threshold()
     (face,) = result.faces
     assert face.match is not None and face.match.name == "Serena" and face.top[0].name == "Serena"
 

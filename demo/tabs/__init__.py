@@ -41,7 +41,7 @@ class TabContext:
     model_id: str
     threshold: float
     card: dict
-    identification: IdentificationThreshold  # the engine's: when Identify may name someone
+    identification: IdentificationThreshold  # the engine's naming threshold: when Identify may name someone
     after_change: list[dict] = field(default_factory=list)  # events that refresh the Gallery tab
     on_load: list[dict] = field(default_factory=list)  # events run when the page opens
     later: list[Callable[[], None]] = field(default_factory=list)

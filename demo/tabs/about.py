@@ -50,7 +50,8 @@ def build(ctx: TabContext) -> None:
                         buttons=[],
                         elem_classes="about-plot",
                     )
-        gr.Markdown(card.threshold_section(ctx.card, ctx.threshold, ctx.identification))
+        normalised = ctx.service.engine.naming.normalised
+        gr.Markdown(card.threshold_section(ctx.card, ctx.threshold, ctx.identification, normalised))
         gr.Markdown(card.limits_section(ctx.card))
         gr.Markdown(PRIVACY)
         with gr.Accordion("The full model card (JSON)", open=False):

@@ -43,7 +43,9 @@ def build(ctx: TabContext) -> None:
         gr.Markdown(
             "One or more photos of **one** person, alone in each photo. Photos with no face, "
             "several faces, or a face too small, blurred, dark or turned away are refused (a poor "
-            "enrollment makes every later identification worse).",
+            "enrollment makes every later identification worse). Add a second and a third photo of "
+            "the person if you can: on people the model never saw, one photo got 62% of them named at 1% "
+            "of strangers named, two 73%, three 81%.",
             elem_classes="twin-note",
         )
         name = gr.Textbox(label="Name", max_length=MAX_NAME_LENGTH, elem_id="enroll-name")

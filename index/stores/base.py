@@ -98,6 +98,9 @@ class VectorStore(Protocol):
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, str, float]]:
         """(entry id, name, Euclidean distance) of the k nearest entries, nearest first."""
 
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """The stored embeddings (float32) of these entries; ids not found are left out."""
+
     def count(self) -> int: ...
 
     def count_people(self) -> int:

@@ -289,6 +289,10 @@ class FaissStore:
             names = self._reader.names([i for i, _ in found])
             return [(i, names[i], d) for i, d in found if i in names]
 
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        found, vectors = self._read(lambda store: store.vectors(self.caller.dim, ids=np.asarray(ids, np.int64)))
+        return {int(i): v for i, v in zip(found, vectors, strict=True)}
+
     def count(self) -> int:
         return self._read(Store.count)
 

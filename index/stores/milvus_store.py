@@ -344,6 +344,13 @@ class MilvusStore(MilvusCalls):
             ]
             return sorted(found, key=lambda e: (e[2], e[0]))  # oldest first (ids of retries are hashes)
 
+    def vectors(self, ids: list[int]) -> dict[int, np.ndarray]:
+        if not ids:
+            return {}
+        with self._reading():
+            rows = self._query(f"id in [{','.join(str(int(i)) for i in ids)}]", ["vector"])
+            return {int(r["id"]): np.asarray(r["vector"], np.float32) for r in rows}
+
     def owner(self, entry_id: int) -> str | None:
         with self._reading():
             rows = self._query(f"id == {int(entry_id)}", ["name"])
