@@ -920,12 +920,18 @@ def test_a_gallery_made_before_name_keys_gets_them_when_opened(make, faces, tmp_
     g = make()
     g.enroll("Tony Blair", faces["Tony_Blair_1"].embedding)
     g.close()
-    with sqlite3.connect(tmp_path / "gallery" / DB_NAME) as conn:   # the schema of the last release
-        conn.execute("DROP TABLE name_keys")
+    with sqlite3.connect(tmp_path / "gallery" / DB_NAME) as conn:   # the schema of the last release,
+        conn.execute("DROP TABLE name_keys")                          # with a name its rules let in
+        conn.execute("INSERT INTO entries (name, enrolled, model_id, embedding) SELECT 'Tony\u3164Blair', "
+                     "enrolled, model_id, embedding FROM entries")
     conn.close()
     again = make()
     with pytest.raises(InvalidInput, match="looks like 'Tony Blair'"):
         again.enroll("T\u043eny Blair", faces["s5_1"].embedding)
+    # the old look-alike can still be seen, renamed and deleted by the name it has
+    assert "Tony\u3164Blair" in again and len(again.entries("Tony\u3164Blair")) == 1
+    assert again.entry_ids(["Tony\u3164Blair"]) == {"Tony\u3164Blair": [2]}
+    assert again.remove_person("Tony\u3164Blair") == 1 and [p.name for p in again.people()] == ["Tony Blair"]
 
 
 def test_importing_applies_the_enrollment_policy(make, faces, exported, tmp_path):
