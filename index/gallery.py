@@ -204,6 +204,8 @@ class Gallery:
         when it looks like another enrolled name without being it (besides: a name that
         does not count, the old name of a rename). One indexed lookup on a folder gallery."""
         name = clean_name(name)
+        if self.store.has_person(name):  # more photos of someone enrolled: one indexed lookup
+            return name
         like = self.names_like(name)
         other = None if name in like else checks.look_alike(name, [n for n in like if n != besides])
         if other is not None:
@@ -216,7 +218,8 @@ class Gallery:
         lookup = getattr(self.store, "names_like", None)
         if lookup is not None:
             return lookup(key)
-        return [n for n, *_ in self.store.people() if checks.name_key(n) == key]  # stores without the index
+        # stores without the index (Milvus): every name is read, once per new name enrolled
+        return [n for n, *_ in self.store.people() if checks.name_key(n) == key]
 
     def generation(self) -> int | None:
         """A number that grows whenever entries are deleted, by this process or another (the
