@@ -195,9 +195,19 @@ class Gallery:
         """A name to look up: as typed when someone is enrolled under exactly it (a name stored
         before today's rules, which clean_name would now refuse or rewrite, can still be
         listed, renamed and deleted), else its clean form."""
-        if isinstance(name, str) and name and len(name) <= 4 * MAX_NAME_LENGTH and self.store.has_person(name):
+        try:
+            clean = clean_name(name)
+        except InvalidInput:
+            clean = None
+        # only a name that today's rules refuse or rewrite costs this lookup
+        if (
+            isinstance(name, str)
+            and clean != name
+            and 0 < len(name) <= 4 * MAX_NAME_LENGTH
+            and self.store.has_person(name)
+        ):
             return name
-        return clean_name(name)
+        return clean if clean is not None else clean_name(name)
 
     def check_name(self, name: object, *, besides: str | None = None) -> str:
         """The clean form of a name to enroll (checks.clean_name), refused with InvalidInput
