@@ -280,7 +280,8 @@ class TwinService:
         start = " ".join(start.split()) if isinstance(start, str) else ""
         with _gallery_errors():
             people, total = self.gallery.people_page(number, PEOPLE_PER_PAGE, start=start)
-            return [Person(p.name, [e.entry_id for e in self.gallery.entries(p.name)]) for p in people], total, number
+            ids = self.gallery.entry_ids([p.name for p in people])
+            return [Person(p.name, ids[p.name]) for p in people], total, number
 
     def entries_of(self, person: str | None) -> list[Any]:
         """The entry ids of one person, oldest first ([] for nobody)."""

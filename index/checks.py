@@ -48,8 +48,8 @@ def clean_name(name: object) -> str:
         _invisible(name, i) for i, c in enumerate(name) if unicodedata.category(c) == "Cf"
     ):
         raise InvalidInput(
-            "The name contains invisible, blank-looking or direction-control characters (a "
-            "zero-width space, a filler, a right-to-left override, ...), which make it look like "
+            "The name contains invisible or direction-control characters (a zero-width space, "
+            "a blank-looking filler, a right-to-left override, ...), which make it look like "
             "another name: type it plainly."
         )
     name = " ".join(name.split())

@@ -21,6 +21,7 @@ looks like another.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,10 @@ def admit(gallery: Any, name: str, candidates: Sequence[Candidate], similarity: 
 def same_photo(gallery: Any, name: str, embedding: np.ndarray) -> tuple[list[Any], Any, Any]:
     """(the 5 nearest entries, the one that is this photo under `name` or None, the one that
     is this photo under another name or None): "the same photo" decided once for every way in."""
-    nearest = gallery.search(embedding, k=5) if len(gallery) else []
+    return _same(gallery.search(embedding, k=5) if len(gallery) else [], name)
+
+
+def _same(nearest: list[Any], name: str) -> tuple[list[Any], Any, Any]:
     same = [m for m in nearest if m.distance <= SAME_PHOTO_DISTANCE]
     mine = next((m for m in same if m.name == name), None)
     other = next((m for m in same if m.name != name), None)
@@ -117,8 +121,9 @@ class ImportPolicy:
 
     def __init__(self, gallery: Any, *, replace: bool = False):
         self.gallery = None if replace else gallery
+        self.searched = not replace and len(gallery) > 0  # the import's own rows are not seen meanwhile
         self.names: dict[str, str] = {}  # key -> name, of names this import brings or checked
-        self.vectors: dict[bytes, str] = {}  # embedding bytes -> name, of rows admitted
+        self.vectors: dict[bytes, str] = {}  # digest of the embedding -> name, of rows admitted
         self.refusals: dict[str, str | None] = {}  # name -> why it is refused (None: fine)
 
     def admit(self, name: str, vector: np.ndarray) -> str | None:
@@ -128,11 +133,11 @@ class ImportPolicy:
             self.refusals[name] = self._name_problem(name, name_key(name))
         if self.refusals[name]:
             return self.refusals[name]
-        raw = np.asarray(vector, "<f4").tobytes()
+        raw = hashlib.blake2b(np.asarray(vector, "<f4").tobytes(), digest_size=16).digest()
         if raw in self.vectors:
             return "duplicate" if self.vectors[raw] == name else f"the same face is also in it as {self.vectors[raw]}."
-        if self.gallery is not None:
-            _, mine, other = same_photo(self.gallery, name, vector)
+        if self.searched and self.gallery is not None:
+            _, mine, other = _same(self.gallery.search(vector, k=5), name)
             if mine is not None:
                 return "duplicate"
             if other is not None:

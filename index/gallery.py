@@ -192,11 +192,31 @@ class Gallery:
         png = thumbs.encode(thumbnail) if (thumbnail is not None and self.keep_thumbnails) else None
         return self.store.add(name, vector, png, retry_since=time.time() - window if window > 0 else None)
 
+    def _enrolled(self, name: object) -> str:
+        """A name to look up: as typed when someone is enrolled under exactly it (a name stored
+        before today's rules, which clean_name would now refuse or rewrite, can still be
+        listed, renamed and deleted), else its clean form."""
+        try:
+            clean = clean_name(name)
+        except InvalidInput:
+            clean = None
+        # only a name that today's rules refuse or rewrite costs this lookup
+        if (
+            isinstance(name, str)
+            and clean != name
+            and 0 < len(name) <= 4 * MAX_NAME_LENGTH
+            and self.store.has_person(name)
+        ):
+            return name
+        return clean if clean is not None else clean_name(name)
+
     def check_name(self, name: object, *, besides: str | None = None) -> str:
         """The clean form of a name to enroll (checks.clean_name), refused with InvalidInput
         when it looks like another enrolled name without being it (besides: a name that
         does not count, the old name of a rename). One indexed lookup on a folder gallery."""
         name = clean_name(name)
+        if self.store.has_person(name):  # more photos of someone enrolled: one indexed lookup
+            return name
         like = self.names_like(name)
         other = None if name in like else checks.look_alike(name, [n for n in like if n != besides])
         if other is not None:
@@ -209,7 +229,8 @@ class Gallery:
         lookup = getattr(self.store, "names_like", None)
         if lookup is not None:
             return lookup(key)
-        return [n for n, *_ in self.store.people() if checks.name_key(n) == key]  # stores without the index
+        # stores without the index (Milvus): every name is read, once per new name enrolled
+        return [n for n, *_ in self.store.people() if checks.name_key(n) == key]
 
     def generation(self) -> int | None:
         """A number that grows whenever entries are deleted, by this process or another (the
@@ -227,13 +248,13 @@ class Gallery:
 
     def remove_person(self, name: str) -> int:
         """Delete every entry of `name` (vectors and thumbnails, for good); returns how many."""
-        return len(self.store.remove_person(clean_name(name)))
+        return len(self.store.remove_person(self._enrolled(name)))
 
     def rename_person(self, old: str, new: str, *, merge: bool = False) -> int:
         """Rename a person (all their entries); returns how many entries. Renaming onto a name
         already enrolled merges the two only with merge=True. A new name that looks like
         another enrolled one (not `old`) is refused, naming it: to merge, rename onto it exactly."""
-        old = clean_name(old)
+        old = self._enrolled(old)
         return self.store.rename(old, self.check_name(new, besides=old), merge=merge)
 
     def vacuum(self) -> None:
@@ -307,6 +328,17 @@ class Gallery:
             rows, total = everyone[offset : offset + per_page], len(everyone)
         return [Person(n, c, _when(a), _when(b)) for n, c, a, b in rows], int(total)
 
+    def entry_ids(self, names: list[str]) -> dict[str, list[int]]:
+        """name -> its entry ids, oldest first, for a page of people (one query on a folder)."""
+        clean = [n for n in names if isinstance(n, str)]  # names as the store gave them
+        found: dict[str, list[int]] = {n: [] for n in clean}
+        lookup = getattr(self.store, "entry_ids", None)
+        if lookup is None:
+            return {n: [i for i, *_ in self.store.entries(n)] for n in clean}
+        for name, entry in lookup(clean):
+            found[name].append(int(entry))
+        return found
+
     def count_people(self) -> int:
         """How many people are enrolled (len(people()) without listing them: one COUNT in SQLite;
         on Milvus, a scan of the name keys alone). Never waits for a writer."""
@@ -314,7 +346,7 @@ class Gallery:
 
     def entries(self, name: str | None = None) -> list[Entry]:
         """Every entry (or those of one person: one indexed query), oldest first."""
-        name = None if name is None else clean_name(name)
+        name = None if name is None else self._enrolled(name)
         return [Entry(i, n, _when(t), m, bool(h)) for i, n, t, m, h in self.store.entries(name)]
 
     def owner(self, entry_id: int) -> str | None:
@@ -342,7 +374,7 @@ class Gallery:
 
     def __contains__(self, name: object) -> bool:
         try:
-            name = clean_name(name)
+            name = self._enrolled(name)
         except InvalidInput:
             return False
         return self.store.has_person(name)

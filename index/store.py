@@ -388,6 +388,14 @@ class Store:
         ).fetchall()
         return rows
 
+    def entry_ids(self, names: list[str]) -> list[tuple[str, int]]:
+        """(name, entry id) of every entry of these names, oldest first: one indexed query."""
+        if not names:
+            return []
+        return self.conn.execute(
+            f"SELECT name, id FROM entries WHERE name IN ({','.join('?' * len(names))}) ORDER BY id", names
+        ).fetchall()
+
     def count_names(self, start: str = "") -> int:
         """How many people have a name >= `start` (count_people when start is "")."""
         return int(self.conn.execute("SELECT count(*) FROM name_keys WHERE name >= ?", (start,)).fetchone()[0])

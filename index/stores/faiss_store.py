@@ -314,6 +314,9 @@ class FaissStore:
     def people_page(self, start: str, offset: int, limit: int) -> list[tuple[str, int, float, float]]:
         return self._read(Store.people_page, start, offset, limit)
 
+    def entry_ids(self, names: list[str]) -> list[tuple[str, int]]:
+        return self._read(Store.entry_ids, names)
+
     def names_like(self, key: str) -> list[str]:
         return self._read(Store.names_like, key)
 
