@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import shutil
 import tempfile
 import threading
