@@ -36,6 +36,11 @@ SHARED, SESSION, USER = "shared", "session", "user"
 SCOPES = (SHARED, SESSION, USER)
 #: The sub-folder of a folder gallery that holds the users' galleries (user scope).
 USERS_FOLDER = "users"
+#: What the page says in the shared scope.
+SHARED_LINE = (
+    "Shared gallery: everyone who can open this app sees, identifies against and can delete "
+    "the people enrolled here; they are kept until someone deletes them."
+)
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -297,13 +302,24 @@ class GalleryScopes:
             shutil.rmtree(self._temp, ignore_errors=True)
 
     # -- words -------------------------------------------------------------------------------
+    def describe_scope(self) -> str:
+        """The scope in a sentence, for the operator (the launch log)."""
+        if self.mode == SHARED:
+            return "one gallery shared by everyone who can open the app"
+        session = (
+            f"its own temporary gallery (deleted when the page closes or after {_duration(self.limits.idle_seconds)} "
+            f"idle; at most {self.limits.max_people} people, {self.limits.max_entries} photos, "
+            f"{self.limits.max_sessions} sessions at once)"
+        )
+        if self.mode == USER:
+            where = f"{self._users_root}/{USERS_FOLDER}/"
+            return f"each signed-in user has a persistent gallery in {where}; a visitor not signed in gets {session}"
+        return f"each visitor session gets {session}"
+
     def describe(self, visitor: Visitor) -> str:
         """One sentence for the page: which gallery the visitor is in and what becomes of its faces."""
         if self.mode == SHARED:
-            return (
-                "Shared gallery: everyone who can open this app sees, identifies against and can delete "
-                "the people enrolled here; they are kept until someone deletes them."
-            )
+            return SHARED_LINE
         if self.mode == USER and visitor.user:
             return (
                 f"Your own gallery as {visitor.user}: only someone signed in as {visitor.user} sees the people "

@@ -24,6 +24,7 @@ from engine.identification import IdentificationThreshold
 from ..files import ResultFiles
 from ..inputs import PhotoInput, is_present, photo_input
 from ..service import TwinService, UserError
+from ..sessions import ScopedFiles
 
 log = logging.getLogger("twin.demo")
 
@@ -37,7 +38,7 @@ class TabContext:
     """What every tab may use: the service, the picture files, the model's facts."""
 
     service: TwinService
-    files: ResultFiles
+    files: ResultFiles | ScopedFiles  # the caller's own picture files (demo/sessions.py)
     model_id: str
     threshold: float
     card: dict
