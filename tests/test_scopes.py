@@ -119,3 +119,30 @@ def test_the_launch_default_follows_who_can_reach_the_app():
     assert default_scope(True, "127.0.0.1", False) == SESSION
     assert default_scope(False, "0.0.0.0", False) == SESSION
     assert default_scope(False, "127.0.0.1", True) == SESSION
+
+
+def test_python_m_index_works_on_a_named_users_gallery(engine, lfw, tmp_path, capsys):
+    import io
+    import json
+
+    from index.__main__ import main
+
+    root = tmp_path / "g"
+
+    def cli(*args):
+        out = io.StringIO()
+        code = main(["--gallery", str(root), *map(str, args)], engine=engine, out=out)
+        return code, out.getvalue()
+
+    assert cli("--user", "ada", "enroll", "Colin Powell", lfw("Colin_Powell", 1))[0] == 0
+    assert cli("--user", "bob", "enroll", "Tony Blair", lfw("Tony_Blair", 1))[0] == 0
+    code, listed = cli("--user", "ada", "--json", "list")
+    assert code == 0 and [p["name"] for p in json.loads(listed)] == ["Colin Powell"]
+    assert cli("--user", "ada", "export", tmp_path / "ada.twin")[0] == 0
+    assert cli("--user", "carol", "import", tmp_path / "ada.twin")[0] == 0
+    s = scopes(engine, USER, tmp_path)                                    # the app sees what the CLI made
+    assert [p.name for p in s.gallery_for(Visitor("x", user="carol")).people()] == ["Colin Powell"]
+    assert [p.name for p in s.gallery_for(Visitor("y", user="bob")).people()] == ["Tony Blair"]
+    s.close()
+    code = main(["--gallery", str(tmp_path / "g.db"), "--user", "ada", "list"], engine=engine)
+    assert code == 2 and "needs a folder gallery" in capsys.readouterr().err
