@@ -20,6 +20,7 @@ import gradio as gr
 
 from engine import FaceError
 from engine.identification import IdentificationThreshold
+from index.scopes import ScopeRefused
 
 from ..files import ResultFiles
 from ..inputs import PhotoInput, is_present, photo_input
@@ -68,7 +69,7 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (UserError, FaceError) as exc:
+        except (UserError, FaceError, ScopeRefused) as exc:  # ScopeRefused: a session bound, in words
             raise gr.Error(shown(str(exc)), print_exception=False) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
