@@ -20,7 +20,6 @@ from collections.abc import Callable
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from index.scopes import SHARED, GalleryScopes, ScopeLimits, Visitor
 
@@ -132,7 +131,7 @@ def _file_path(path: str) -> str | None:
     """The file a Gradio file route asks for (/gradio_api/file=/abs/path, /file/...), or None."""
     for marker in ("/file=", "/file/"):
         if marker in path:
-            return unquote(path.split(marker, 1)[1])
+            return path.split(marker, 1)[1]  # ASGI's path is decoded once already, as Gradio reads it
     return None
 
 

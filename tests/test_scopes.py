@@ -4,6 +4,7 @@ galleries persist under a hashed folder name; the launch default follows who can
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,25 @@ def test_python_m_index_works_on_a_named_users_gallery(engine, lfw, tmp_path, ca
     s.close()
     code = main(["--gallery", str(tmp_path / "g.db"), "--user", "ada", "list"], engine=engine)
     assert code == 2 and "needs a folder gallery" in capsys.readouterr().err
+
+
+def test_a_scopes_pictures_are_only_for_the_browsers_it_served(engine, lfw, tmp_path):
+    from PIL import Image
+
+    from demo.sessions import ScopedFiles
+
+    s = scopes(engine, SESSION, tmp_path, on_end=lambda key: files.drop(key))   # as demo.sessions.scoped wires it
+    who = {"v": Visitor("a", cookie="cookie-of-browser-a")}
+    files = ScopedFiles(tmp_path / "cache", s, lambda: who["v"])
+    path = files.picture(Image.open(lfw("Colin_Powell", 1)))
+    token = Path(path).relative_to(files.scoped).parts[0]
+    assert files.allows(path, "cookie-of-browser-a")
+    assert not files.allows(path, "cookie-of-browser-b") and not files.allows(path, None)
+    sneaky = files.scoped / "other" / ".." / token / Path(path).relative_to(files.scoped / token)
+    assert not files.allows(str(sneaky), "cookie-of-browser-b")          # no way round by ..
+    assert files.allows("/etc/hostname", None)                           # not ours: Gradio's own rules
+    who["v"] = Visitor("b", cookie="cookie-of-browser-b")
+    assert Path(files.picture(Image.open(lfw("Tony_Blair", 1)))).parent.parent.name != token
+    s.end_session("a")                                                   # A's session ends: its files go
+    assert not Path(path).exists() and not files.allows(path, "cookie-of-browser-a")
+    s.close()
