@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -270,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(f"twin: ready at {demo.local_url}", flush=True)
+    # A stop (docker, systemd, a test) exits through the finally below: session galleries are deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         demo.block_thread()
     except KeyboardInterrupt:

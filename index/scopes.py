@@ -223,6 +223,7 @@ class GalleryScopes:
             assert self._open is not None
             if self._temp is None:
                 self._temp = Path(tempfile.mkdtemp(prefix="twin-sessions-"))  # mode 0700: ours only
+                log.info("session galleries in %s", self._temp)
             folder = self._temp / key
             folder.mkdir()
             try:

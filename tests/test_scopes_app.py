@@ -7,7 +7,9 @@ user scope (--auth-file): two users keep separate galleries across a restart.
 """
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -49,6 +51,8 @@ def server(tmp_path_factory):
                     "--max-sessions", str(CAP), "--session-people", "1", "--session-photos", "2")
     yield app
     app.stop()
+    folder = re.search(r"session galleries in (\S+)", app.log())
+    assert folder is not None and not Path(folder.group(1)).exists()          # a stop deletes them all
 
 
 @pytest.fixture(scope="module")
