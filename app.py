@@ -1,11 +1,13 @@
 """Twin's web app: compare two faces, enroll people, identify faces, manage the gallery.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--gallery ./data/gallery]
-                  [--share] [--auth USER:PASS] [--no-thumbnails] [--device cpu|cuda]
+                  [--share] [--auth USER:PASS] [--auth-file FILE] [--no-thumbnails] [--device cpu|cuda]
                   [--trust-proxy ADDRESS] [--upload-quota CLIENT_MB:TOTAL_MB]
+                  [--gallery-scope shared|session|user] [--session-idle SECONDS] [--max-sessions N]
 
 Also the entry point of the Hugging Face Space (which runs `python app.py` with no
-arguments; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT and TWIN_GALLERY set the defaults there).
+arguments; GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, TWIN_GALLERY and TWIN_GALLERY_SCOPE set the defaults
+there; on a Space each visitor gets a gallery of their own unless TWIN_GALLERY_SCOPE says otherwise).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -38,12 +41,14 @@ from demo.headers import SecurityHeaders  # noqa: E402
 from demo.inputs import MAX_PHOTO_BYTES, upload_folder  # noqa: E402
 from demo.paths import HidePaths  # noqa: E402
 from demo.service import Limits  # noqa: E402
+from demo.sessions import ScopedFiles, VisitorGuard, scoped  # noqa: E402
 from demo.streams import OpenRoutes  # noqa: E402
 from demo.ui import LAUNCH_CSS, build_demo  # noqa: E402
 from demo.uploads import UploadQuota, empty_at_exit, instance_folder  # noqa: E402
 from engine import FaceEngine, FaceError  # noqa: E402
-from engine.settings import DEFAULT_GALLERY  # noqa: E402
+from engine.settings import DEFAULT_GALLERY, GALLERY_SCOPE, ON_SPACE  # noqa: E402
 from index import GalleryError  # noqa: E402
+from index.scopes import SCOPES, USER, ScopeLimits, default_scope, is_folder_location  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 #: Uploads above this are refused by the server before they reach the engine.
@@ -84,6 +89,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="require this user name and password to open the app (recommended with --share)",
     )
     p.add_argument(
+        "--auth-file",
+        metavar="FILE",
+        help="require sign-in as one of the users in FILE (one USER:PASSWORD a line; # starts a comment)",
+    )
+    p.add_argument(
+        "--gallery-scope",
+        choices=SCOPES,
+        default=GALLERY_SCOPE,
+        help="whose gallery a visitor sees: one shared by all, one per browser session (temporary), or "
+        "one per signed-in user (persistent). Default: $TWIN_GALLERY_SCOPE, else session when others "
+        "can reach the app (--share, a Space, a non-loopback --host), else shared",
+    )
+    p.add_argument(
+        "--session-idle",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="a session gallery unused this long is deleted (default %(default)g)",
+    )
+    p.add_argument(
+        "--max-sessions", type=int, default=100, metavar="N", help="session galleries at once (default %(default)s)"
+    )
+    p.add_argument(
+        "--session-people", type=int, default=20, metavar="N", help="people per session gallery (default %(default)s)"
+    )
+    p.add_argument(
+        "--session-photos", type=int, default=60, metavar="N", help="photos per session gallery (default %(default)s)"
+    )
+    p.add_argument(
         "--no-thumbnails",
         action="store_true",
         help="do not store face thumbnails in the gallery (only names and embeddings)",
@@ -119,7 +153,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not sep or not user or not password:
             p.error("--auth must be USER:PASS, with a non-empty user name and password")
         args.auth = (user, password)
+    users = [args.auth] if args.auth is not None else []
+    if args.auth_file is not None:
+        try:
+            users += read_auth_file(args.auth_file)
+        except (OSError, ValueError) as exc:
+            p.error(f"--auth-file: {exc}")
+    args.users = users
+    if args.gallery_scope is not None and args.gallery_scope not in SCOPES:
+        p.error(f"TWIN_GALLERY_SCOPE must be one of {', '.join(SCOPES)}, not {args.gallery_scope!r}")
+    if args.session_idle <= 0 or min(args.max_sessions, args.session_people, args.session_photos) < 1:
+        p.error("--session-idle, --max-sessions, --session-people and --session-photos must be positive")
     return args
+
+
+def read_auth_file(path: str) -> list[tuple[str, str]]:
+    """USER:PASSWORD lines (blank lines and # comments skipped); a bad line is named by number only."""
+    users: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ValueError(f"line {number} is not USER:PASSWORD with a non-empty user name and password")
+        users[user.strip()] = password
+    if not users:
+        raise ValueError(f"{path} names no user")
+    return list(users.items())
 
 
 def concurrency_limit(device_type: str) -> int:
@@ -157,10 +218,11 @@ def open_gallery(location: str | Path, engine: FaceEngine, thumbnails: bool = Tr
     return index.open_gallery(str(location), engine, thumbnails=thumbnails)
 
 
-def middleware(args: argparse.Namespace, uploads: Path) -> list[Middleware]:
+def middleware(args: argparse.Namespace, uploads: Path, files: ScopedFiles | None = None) -> list[Middleware]:
     """In front of Gradio's own routes, outermost first: who the client is, security headers,
     the body cap, server paths hidden, the upload quota, pre-sign-in routes and open streams,
-    the sign-in throttle."""
+    the sign-in throttle, and the visitor cookie that keeps a private gallery's picture URLs to
+    its own visitor (innermost: it sees the paths HidePaths mapped back)."""
     per_client, total = args.upload_quota
     return [
         Middleware(ProxyHeaders, trusted=args.trust_proxy),
@@ -170,6 +232,7 @@ def middleware(args: argparse.Namespace, uploads: Path) -> list[Middleware]:
         Middleware(UploadQuota, folder=uploads, per_client=per_client, total=total, limit=MAX_UPLOAD_BODY),
         Middleware(OpenRoutes),
         Middleware(LoginThrottle),
+        Middleware(VisitorGuard, files=files),
     ]
 
 
@@ -201,13 +264,35 @@ def main(argv: list[str] | None = None) -> int:
     gallery_key = args.gallery if "://" in str(args.gallery) else str(Path(args.gallery).resolve())
     uploads = own_upload_folder(gallery_key, args.port)
     os.environ["FORWARDED_ALLOW_IPS"] = ""  # uvicorn trusts 127.0.0.1's X-Forwarded-For; demo/clients.py decides
-    demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails)
+    scope = args.gallery_scope or default_scope(args.share, args.host, ON_SPACE)
+    if scope == USER and not is_folder_location(args.gallery):
+        print(
+            "twin: --gallery-scope user needs a folder gallery (SQLite + FAISS); a gallery per user on "
+            "Milvus is not built yet. Use a folder for --gallery, or --gallery-scope session.",
+            file=sys.stderr,
+        )
+        return 2
+    if scope == USER and not args.users:
+        print(
+            "twin: warning: user scope without --auth/--auth-file: nobody signs in, so every visitor gets "
+            "a session gallery",
+            file=sys.stderr,
+        )
+    limits = ScopeLimits(args.max_sessions, args.session_people, args.session_photos, args.session_idle)
+    scopes, files = scoped(
+        scope,
+        lambda folder: open_gallery(folder, engine, thumbnails=not args.no_thumbnails),
+        shared=gallery,
+        users_root=args.gallery if scope == USER else None,
+        limits=limits,
+    )
+    demo = build_demo(engine, gallery, thumbnails=not args.no_thumbnails, scopes=scopes, files=files)
     concurrent = concurrency_limit(engine.device.type)
     torch.set_num_threads(torch_threads(engine.device.type, concurrent))
     # api_open=False: the direct /run route refuses queued events, so every action waits its turn.
     demo.queue(default_concurrency_limit=concurrent, max_size=64, api_open=False)
     FairQueue(demo._queue).install()
-    if args.share and args.auth is None:
+    if args.share and not args.users and scope == "shared":
         print(
             "twin: warning: --share without --auth: anyone with the link can use the app "
             "and see and change the gallery.",
@@ -215,12 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     where = args.gallery if "://" in str(args.gallery) else Path(args.gallery).resolve()
     print(f"twin: model {engine.model_id} on {engine.device}, gallery {where} ({len(gallery)} entries)", flush=True)
+    print(f"twin: gallery scope {scope}: {scopes.describe_scope()}", flush=True)
     demo.launch(
         server_name=args.host,
         server_port=args.port,
         share=args.share,
-        auth=args.auth,
-        auth_message="Twin: please sign in." if args.auth else None,
+        auth=args.users or None,
+        auth_message="Twin: please sign in." if args.users else None,
         max_file_size=MAX_UPLOAD,
         prevent_thread_lock=True,
         show_error=False,  # user errors are shown as messages; tracebacks stay in the log
@@ -230,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_monitoring=False,
         ssr_mode=False,
         css=LAUNCH_CSS,
-        app_kwargs={"middleware": middleware(args, uploads) + fresh_files(demo)},  # fresh_files: issue 19 row 10
+        app_kwargs={"middleware": middleware(args, uploads, files) + fresh_files(demo)},  # fresh_files: issue 19 row 10
     )
     if args.share and not demo.share_url:
         print(
@@ -240,10 +326,14 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(f"twin: ready at {demo.local_url}", flush=True)
+    # A stop (docker, systemd, a test) exits through the finally below: session galleries are deleted.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         demo.block_thread()
     except KeyboardInterrupt:
         pass
+    finally:
+        scopes.close()  # session galleries are deleted; user galleries stay
     return 0
 
 

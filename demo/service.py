@@ -33,6 +33,7 @@ from index import GalleryCorrupt, GalleryError
 from index.enrollment import Candidate as EnrollCandidate
 from index.enrollment import Outcome, admit, candidate_from, enroll_collection, unreadable_outcomes
 from index.people_folder import FolderLimits, read_zip
+from index.scopes import SHARED_LINE
 
 from .inputs import PhotoInput
 
@@ -263,6 +264,11 @@ class TwinService:
         return unreadable_outcomes(collection.unreadable, outcomes)
 
     # -- manage ----------------------------------------------------------------------------
+    def scope_line(self) -> str:
+        """Which gallery the caller is in and what becomes of its faces (index/scopes.py)."""
+        describe = getattr(self.gallery, "describe", None)
+        return describe() if callable(describe) else SHARED_LINE
+
     def people(self) -> list[Person]:
         """Everyone enrolled with their entry ids (oldest first), ordered as Gallery.people
         orders them: from one read of the entries."""

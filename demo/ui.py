@@ -13,11 +13,12 @@ from typing import Any
 import gradio as gr
 
 from engine import FaceEngine
+from index.scopes import SHARED, GalleryScopes, ScopedGallery
 
-from .files import ResultFiles
 from .freshness import DeletionWatch
 from .inputs import upload_folder
 from .service import Limits, TwinService
+from .sessions import ScopedFiles, current_visitor, unloader
 from .tabs import TabContext, about, compare, enroll, gallery, identify
 
 #: The tabs, in page order. A new tab is one module with build(ctx) and one line here.
@@ -30,10 +31,22 @@ LAUNCH_CSS = """
 """
 
 
-def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits: Limits = Limits()) -> gr.Blocks:
-    """The whole app as a gr.Blocks; launch it with app.py (which sets the queue and limits)."""
-    service = TwinService(engine, gallery, thumbnails=thumbnails, limits=limits)
-    files = ResultFiles(upload_folder() / "twin")
+def build_demo(
+    engine: FaceEngine,
+    gallery: Any,
+    thumbnails: bool = True,
+    limits: Limits = Limits(),
+    scopes: GalleryScopes | None = None,
+    files: ScopedFiles | None = None,
+) -> gr.Blocks:
+    """The whole app as a gr.Blocks; launch it with app.py (which sets the queue and limits).
+
+    scopes: which gallery each request sees (index/scopes.py; default: `gallery`, shared by
+    all). The service and the picture files only ever see the caller's own (ScopedGallery,
+    ScopedFiles)."""
+    scopes = scopes if scopes is not None else GalleryScopes(SHARED, shared=gallery)
+    service = TwinService(engine, ScopedGallery(scopes, current_visitor), thumbnails=thumbnails, limits=limits)
+    files = files if files is not None else ScopedFiles(upload_folder() / "twin", scopes)
     ctx = TabContext(service, files, engine.model_id, engine.threshold, engine.card, engine.naming.threshold)
     with gr.Blocks(title="Twin: face similarity", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
@@ -46,5 +59,6 @@ def build_demo(engine: FaceEngine, gallery: Any, thumbnails: bool = True, limits
             wire()
         for event in ctx.on_load:
             demo.load(**event)
+        demo.unload(unloader(scopes))
     demo.twin_deletion_watch = DeletionWatch(gallery, files)  # type: ignore[attr-defined]  # app.py's middleware
     return demo

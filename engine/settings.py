@@ -13,6 +13,9 @@ in index/stores and Gradio's own GRADIO_TEMP_DIR in demo/inputs.py):
     TWIN_CACHE_ROOT     derived caches (default .cache/ in the project, git-ignored)
     TWIN_CACHE          the training crop cache (default $TWIN_CACHE_ROOT/crops)
     TWIN_TEACHER_CACHE  the teacher's targets (default $TWIN_CACHE_ROOT/teacher)
+    TWIN_GALLERY_SCOPE  whose gallery a visitor of the app sees: shared, session or user
+                        (default: session when others can reach the app, else shared)
+    SPACE_ID            set by Hugging Face Spaces: the app is public, so session scope by default
 
 No imports beyond the standard library: every layer may read it.
 """
@@ -27,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("TWIN_DATA", ROOT.parent / "shared" / "data"))
 LFW_DIR = DATA_DIR / "lfw"
 DEFAULT_GALLERY = os.environ.get("TWIN_GALLERY", "data/gallery")
+#: The app's gallery scope from TWIN_GALLERY_SCOPE, or None (index.scopes.default_scope decides).
+GALLERY_SCOPE = os.environ.get("TWIN_GALLERY_SCOPE", "").strip().lower() or None
+#: True on a Hugging Face Space (which sets SPACE_ID): reachable by anyone.
+ON_SPACE = bool(os.environ.get("SPACE_ID"))
 #: A device name from TWIN_DEVICE, or None (engine.model.pick_device then prefers CUDA).
 DEVICE = os.environ.get("TWIN_DEVICE") or None
 CACHE_ROOT = Path(os.environ.get("TWIN_CACHE_ROOT", ROOT / ".cache"))

@@ -13,7 +13,9 @@
 Options before the command: --gallery LOCATION (default $TWIN_GALLERY or data/gallery): a
 folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection (a Milvus
 server; https://... for a managed one, token in $TWIN_MILVUS_TOKEN),
---weights PATH (default engine/weights/twin.pt), --json (machine-readable output).
+--user NAME (the gallery of that signed-in user of the app's user scope: a sub-folder of a folder
+gallery named by a hash of NAME; see index/scopes.py), --weights PATH (default
+engine/weights/twin.pt), --json (machine-readable output).
 Exit status: 0 done; 2 refused (no face, unknown name, bad file, a busy gallery, ...: one
 "error:" line on stderr) or bad usage (as `python -m engine`).
 
@@ -38,6 +40,7 @@ from engine.settings import DEFAULT_GALLERY
 from .errors import GalleryError
 from .exports import MAX_IMPORT_ENTRIES
 from .gallery import Gallery, open_gallery
+from .scopes import is_folder_location, user_folder
 from .stores import gallery_exists
 from .transfer import load_engine
 
@@ -55,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LOCATION",
         help="a folder (SQLite + FAISS), a *.db path (Milvus Lite) or milvus://host:19530/collection "
         "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--user", default=None, metavar="NAME", help="work on this user's gallery (the app's --gallery-scope user)"
     )
     parser.add_argument("--weights", default=None, help="model weights (default: engine/weights/twin.pt)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -128,7 +134,7 @@ class Cli:
         self.args = args
         self._engine = engine
         self.out = out or sys.stdout
-        self.location = args.gallery
+        self.location = args.gallery if args.user is None else str(user_folder(args.gallery, args.user))
 
     @property
     def engine(self) -> Any:
@@ -407,6 +413,9 @@ class Cli:
 
 def main(argv: Sequence[str] | None = None, engine: Any = None, out=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.user is not None and not is_folder_location(args.gallery):
+        print("error: --user needs a folder gallery (a gallery per user on Milvus is not built yet)", file=sys.stderr)
+        return EXIT_REFUSED
     cli = Cli(args, engine=engine, out=out)
     handler = getattr(cli, "import_" if args.command == "import" else args.command.replace("-", "_"))
     try:

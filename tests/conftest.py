@@ -70,8 +70,9 @@ SLOW_MODULES = {"test_app", "test_app_hardening", "test_app_gallery_hardening", 
                 "test_browser", "test_cli", "test_deploy_milvus",
                 "test_index_cli", "test_index_hardening", "test_gallery_milvus", "test_teacher",
                 "test_training", "test_seed", "test_oneshot", "test_engine_hardening_work",
-                "test_bulk_enroll", "test_evaluate", "test_quality", "test_milvus_server", "test_milvus_replicas"}
-BROWSER_MODULES = {"test_browser"}
+                "test_bulk_enroll", "test_evaluate", "test_quality", "test_milvus_server", "test_milvus_replicas",
+                "test_scopes_app", "test_scopes_browser"}
+BROWSER_MODULES = {"test_browser", "test_scopes_browser"}
 #: Single slow tests in otherwise quick modules (the Milvus Lite runs of the shared gallery
 #: behaviour suite are slow too: they start a Milvus Lite server each).
 SLOW_TESTS = {"test_switches_to_ivf_above_the_exact_limit_and_back", "test_kill_9_while_enrolling_loses_nothing_that_returned",

@@ -20,10 +20,12 @@ import gradio as gr
 
 from engine import FaceError
 from engine.identification import IdentificationThreshold
+from index.scopes import ScopeRefused
 
 from ..files import ResultFiles
 from ..inputs import PhotoInput, is_present, photo_input
 from ..service import TwinService, UserError
+from ..sessions import ScopedFiles
 
 log = logging.getLogger("twin.demo")
 
@@ -37,7 +39,7 @@ class TabContext:
     """What every tab may use: the service, the picture files, the model's facts."""
 
     service: TwinService
-    files: ResultFiles
+    files: ResultFiles | ScopedFiles  # the caller's own picture files (demo/sessions.py)
     model_id: str
     threshold: float
     card: dict
@@ -67,7 +69,7 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (UserError, FaceError) as exc:
+        except (UserError, FaceError, ScopeRefused) as exc:  # ScopeRefused: a session bound, in words
             raise gr.Error(shown(str(exc)), print_exception=False) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)

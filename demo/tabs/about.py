@@ -23,7 +23,8 @@ PRIVACY = """
 - **Deleting**: the *Gallery* tab deletes one entry or everyone's entries under a name; the
   embedding and thumbnail are removed with it, and the thumbnail's web address stops working
   at once. Deleting the gallery folder deletes everything.
-- The gallery is shared by everyone who can open this app. Enroll only people who agreed to it.
+- Whose gallery it is, and how long it keeps faces, is said just below. Enroll only people who
+  agreed to it.
 - No analytics or telemetry are sent; nothing is kept in your browser's run history.
 """
 
@@ -54,6 +55,8 @@ def build(ctx: TabContext) -> None:
         gr.Markdown(card.threshold_section(ctx.card, ctx.threshold, ctx.identification, normalised))
         gr.Markdown(card.limits_section(ctx.card))
         gr.Markdown(PRIVACY)
+        scope_line = gr.Markdown(elem_id="about-scope")
+        ctx.on_load.append(dict(fn=ctx.service.scope_line, outputs=scope_line, api_visibility="private", queue=False))
         with gr.Accordion("The full model card (JSON)", open=False):
             gr.JSON(value=ctx.card, label="engine/weights/twin.json")
             if CARD_FILE.is_file():

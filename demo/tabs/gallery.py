@@ -77,6 +77,7 @@ def build(ctx: TabContext) -> None:
         return message, " ".join((new or "").split()) if isinstance(new, str) else "", ""
 
     with gr.Tab("Gallery", id="gallery"):
+        scope_line = gr.Markdown(elem_id="gallery-scope", elem_classes="twin-note")
         table = gr.Markdown(label="Table", elem_id="people-table")
         covers = gr.Gallery(
             label="People", columns=8, height=260, interactive=False, fit_columns=False, object_fit="contain"
@@ -138,3 +139,4 @@ def build(ctx: TabContext) -> None:
     )
     rename_btn.click(rename, [person, new_name], [result, person, new_name], api_name="rename").then(**refresh_people)
     ctx.on_load.append(refresh_people)
+    ctx.on_load.append(dict(fn=ctx.service.scope_line, outputs=scope_line, api_visibility="private", queue=False))
