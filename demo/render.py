@@ -58,6 +58,11 @@ def md_escape(text: object) -> str:
     return escaped.translate(_NO_AUTOLINK)
 
 
+def refusal_markdown(message: str) -> str:
+    """Why a request was refused, for a tab's result area (it stays until the next action)."""
+    return f"### ✗ Not done\n\n{md_escape(message)}"
+
+
 def face_choice_note(which: str, count: int, used: int) -> str:
     """Which face of a photo was used, when it has several ('' when it has only one)."""
     if count <= 1:

@@ -222,3 +222,41 @@ def test_identify_names_enrolled_faces_and_says_unknown(page, server):
     assert "Tony Blair" in result.inner_text() and "unknown" in result.inner_text()
     page.wait_for_timeout(500)
     _screenshot(page, "identify.png")
+
+
+# -- issue 23: what a person sees, round 2 ---------------------------------------------------------
+VISIBLE_ERROR_BADGES = """() => [...document.querySelectorAll('body *')].filter(e =>
+    e.children.length === 0 && e.textContent.trim() === 'Error' && e.getClientRects().length > 0).length"""
+
+
+def _fill_name(page, name: str) -> None:
+    page.locator("#enroll-name textarea, #enroll-name input").first.fill(name)
+
+
+def test_a_refusal_stays_in_the_result_area_and_no_component_shows_an_error_badge(page):
+    _upload(page, "photo-b", lfw("Tony_Blair", 1))                 # photo A left empty
+    page.locator("#compare-button").click()
+    page.locator("#twin-verdict").get_by_text("Add photo A first").wait_for()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+    _screenshot(page, "compare-refused.png")
+
+    page.get_by_role("tab", name="Enroll").click()                  # two faces on Enroll
+    _fill_name(page, "Two People")
+    page.locator("#enroll-photos input[type=file]").set_input_files(str(EXAMPLES / "two_people.jpg"))
+    page.locator("#enroll-photos").get_by_text("KB").first.wait_for()
+    page.locator("#enroll-button").click()
+    result = page.locator("#enroll-result")
+    result.get_by_text("Not done").wait_for()
+    assert "2 faces" in result.inner_text()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+    name_box = page.locator("#enroll-name textarea, #enroll-name input").first
+    assert name_box.input_value() == "Two People"                   # the form is kept, to fix and resend
+    _screenshot(page, "enroll-refused.png")
+
+    page.get_by_role("tab", name="Identify").click()                # nothing to identify
+    page.locator("#identify-button").click()
+    page.locator("#identify-result").get_by_text("Add a photo first").wait_for()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0

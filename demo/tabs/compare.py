@@ -7,7 +7,7 @@ from typing import Literal
 import gradio as gr
 
 from .. import render
-from . import CLEAR, TabContext, example, guarded, photo
+from . import CLEAR, TabContext, api_endpoint, example, guarded, on_page, photo
 
 SOURCES: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "webcam", "clipboard"]
 
@@ -47,8 +47,13 @@ def build(ctx: TabContext) -> None:
             gr.update(value=r.used_b, visible=len(r.photo_b.faces) > 1, maximum=len(r.photo_b.faces)),
         )
 
+    def refused(message):  # the verdict area says why; the face boxes keep what was typed
+        return (render.refusal_markdown(message), None, None, None, None, gr.update(), gr.update())
+
+    compare_on_page = on_page(compare, refused)
+
     def compare_example(photo_a, photo_b):
-        return compare(photo_a, photo_b)
+        return compare_on_page(photo_a, photo_b)
 
     def reset_face():
         return gr.update(value=1, visible=False)
@@ -97,9 +102,10 @@ def build(ctx: TabContext) -> None:
             )
 
     inputs = [photo_a, photo_b, face_a, face_b]
+    api_endpoint(ctx, compare, inputs, outputs, "compare", preprocess=False)
     compare_btn.click(lambda: [""] + [None] * 4, None, outputs[:5], **CLEAR).then(
-        compare, inputs, outputs, api_name="compare", preprocess=False
+        compare_on_page, inputs, outputs, api_visibility="private", preprocess=False
     )
     for box, image in ((face_a, photo_a), (face_b, photo_b)):
         image.change(reset_face, None, box, **CLEAR)
-        box.input(compare, inputs, outputs, api_visibility="private", preprocess=False)
+        box.input(compare_on_page, inputs, outputs, api_visibility="private", preprocess=False)

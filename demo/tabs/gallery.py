@@ -14,7 +14,7 @@ import gradio as gr
 from index.checks import MAX_NAME_LENGTH
 
 from .. import render
-from . import TabContext, guarded, shown
+from . import TabContext, api_endpoint, guarded, on_page, shown
 
 #: The Gallery tab shows a thumbnail for at most this many people (the table lists everyone).
 MAX_COVERS = 120
@@ -102,8 +102,15 @@ def build(ctx: TabContext) -> None:
     refresh_btn.click(people, None, outputs, api_name="people")
     person.change(person_entries, person, [person_shots, entry], api_visibility="private")
     person_shots.select(pick_entry, person, entry, api_visibility="private")
-    remove_btn.click(remove, [person, entry], result, api_name="remove").then(**refresh_people).then(
-        person_entries, person, [person_shots, entry], api_visibility="private"
-    )
-    rename_btn.click(rename, [person, new_name], [result, person, new_name], api_name="rename").then(**refresh_people)
+    api_endpoint(ctx, remove, [person, entry], result, "remove")
+    api_endpoint(ctx, rename, [person, new_name], [result, person, new_name], "rename")
+    remove_btn.click(
+        on_page(remove, lambda message: f"✗ Not done: {message}"), [person, entry], result, api_visibility="private"
+    ).then(**refresh_people).then(person_entries, person, [person_shots, entry], api_visibility="private")
+    rename_btn.click(
+        on_page(rename, lambda message: (f"✗ Not done: {message}", gr.update(), gr.update())),
+        [person, new_name],
+        [result, person, new_name],
+        api_visibility="private",
+    ).then(**refresh_people)
     ctx.on_load.append(refresh_people)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import render
-from . import CLEAR, TabContext, example, guarded, photo
+from . import CLEAR, TabContext, api_endpoint, example, guarded, on_page, photo
 from .compare import SOURCES
 
 
@@ -33,8 +33,13 @@ def build(ctx: TabContext) -> None:
         details = render.identify_payload(rows, found.found, result.threshold, ctx.model_id)
         return ctx.picture(drawn), render.identify_markdown(rows, found.found), details, matches
 
+    def refused(message):
+        return None, render.refusal_markdown(message), None, None
+
+    identify_on_page = on_page(identify, refused)
+
     def identify_example(value):
-        return identify(value)
+        return identify_on_page(value)
 
     with gr.Tab("Identify", id="identify"):
         with gr.Row():
@@ -63,6 +68,7 @@ def build(ctx: TabContext) -> None:
             label="Examples: click one to try it",
         )
 
+    api_endpoint(ctx, identify, who_photo, outputs, "identify", preprocess=False)
     identify_btn.click(lambda: [None, "", None, None], None, outputs, **CLEAR).then(
-        identify, who_photo, outputs, api_name="identify", preprocess=False
+        identify_on_page, who_photo, outputs, api_visibility="private", preprocess=False
     )
