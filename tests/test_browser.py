@@ -91,10 +91,11 @@ def test_compare_two_photos_in_the_browser(page):
 
 def test_an_example_runs_with_one_click_and_another_face_can_be_picked(page):
     page.get_by_text("A photo with two faces").click()
-    page.get_by_text("face 1 (boxed in green) was used").wait_for()
+    page.get_by_text("face 2 (boxed in green) was used").wait_for()    # the most prominent, on the right
     assert "Photo A has 2 faces" in page.locator("#twin-verdict").inner_text()
-    page.locator("#face-a input").fill("2")                    # pick the other face: compares again
-    page.get_by_text("face 2 (boxed in green) was used").wait_for()
+    assert "numbered left to right" in page.locator("#twin-verdict").inner_text()
+    page.locator("#face-a input").fill("1")                    # pick the other face: compares again
+    page.get_by_text("face 1 (boxed in green) was used").wait_for()
     _screenshot(page, "compare-example.png")
 
 
@@ -260,3 +261,39 @@ def test_a_refusal_stays_in_the_result_area_and_no_component_shows_an_error_badg
     page.locator("#identify-result").get_by_text("Add a photo first").wait_for()
     page.wait_for_timeout(800)
     assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+
+
+STRIP = ["Colin_Powell", "Hugo_Chavez", "George_W_Bush", "Gerhard_Schroeder", "Serena_Williams"]  # one face each
+
+
+def test_a_group_photo_is_numbered_left_to_right_on_the_picture_and_in_the_table(page, server, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    strip = Image.new("RGB", (250 * len(STRIP), 250))                # 5 LFW photos side by side
+    for i, name in enumerate(STRIP):
+        strip.paste(Image.open(lfw(name, 1)).convert("RGB"), (250 * i, 0))
+    strip.save(tmp_path / "strip.jpg", quality=95)
+    client = Client(server.url, verbose=False)
+    enrolled = STRIP[0::2]                                            # faces 1, 3 and 5
+    for name in enrolled:
+        client.predict(name.replace("_", " "), [handle_file(str(lfw(name, 2)))], api_name="/enroll")
+    page.get_by_role("tab", name="Identify").click()
+    _upload(page, "identify-photo", tmp_path / "strip.jpg")
+    page.locator("#identify-button").click()
+    result = page.locator("#identify-result")
+    result.get_by_text("Found 5 faces").wait_for()
+    assert "numbered left to right" in result.inner_text()
+    rows = result.locator("tbody tr")
+    assert rows.count() == 5
+    for number, name in enumerate(STRIP, 1):                          # the table in the picture's order
+        cells = rows.nth(number - 1).locator("td")
+        assert cells.nth(0).inner_text().strip() == str(number)
+        if name in enrolled:                                         # named, or at least the closest
+            assert name.replace("_", " ") in cells.nth(1).inner_text()
+    page.locator("#identify-result + * img, .image-container img").first.wait_for()
+    page.wait_for_timeout(800)
+    _screenshot(page, "identify-strip.png")
+    _, _, details, _ = client.predict(handle_file(str(tmp_path / "strip.jpg")), api_name="/identify")
+    lefts = [face["box"][0] for face in details["faces"]]             # the API numbers them alike
+    assert [face["face"] for face in details["faces"]] == [1, 2, 3, 4, 5] and lefts == sorted(lefts)

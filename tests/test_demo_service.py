@@ -27,7 +27,7 @@ def test_bad_entry_ids_get_a_clear_message(value):
         entry_number(value)
 
 
-@pytest.mark.parametrize("value, expected", [(None, 1), ("", 1), (2, 2), (2.0, 2), ("3", 3)])
+@pytest.mark.parametrize("value, expected", [(None, 0), ("", 0), (2, 2), (2.0, 2), ("3", 3)])  # 0: the most prominent
 def test_face_numbers(value, expected):
     assert face_number(value, "A") == expected
 
@@ -134,3 +134,18 @@ def test_the_app_words_a_missing_face_its_own_way(service):
     assert (exc.value.which, exc.value.number, exc.value.found) == ("A", 3, 2)
     used = service.compare(example("two_people.jpg"), example("Tony_Blair_0001.jpg"), "2", 1.0)
     assert (used.used_a, used.used_b) == (2, 1)
+
+
+def test_the_app_numbers_faces_left_to_right_and_compares_the_most_prominent_by_default(service, engine):
+    from PIL import Image
+
+    group = example("two_people.jpg")
+    prominent = engine.faces(Image.open(group.path))[0]  # the engine's first: the most prominent
+    result = service.compare(group, example("Tony_Blair_0001.jpg"))
+    lefts = [f.box[0] for f in result.photo_a.faces]
+    assert lefts == sorted(lefts)                       # face 1 is the leftmost
+    assert result.used_a == result.photo_a.prominent    # no number given: the most prominent face
+    assert list(result.photo_a.faces[result.used_a - 1].box) == list(prominent.box)
+    who = service.identify(group)
+    assert [f.number for f in who.faces] == [1, 2]
+    assert who.faces[0].face.box[0] < who.faces[1].face.box[0]

@@ -14,7 +14,7 @@ SOURCES: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "webcam", "
 
 def build(ctx: TabContext) -> None:
     @guarded
-    def compare(photo_a, photo_b, face_a=1, face_b=1):
+    def compare(photo_a, photo_b, face_a=None, face_b=None):
         r = ctx.service.compare(photo(photo_a, "photo A"), photo(photo_b, "photo B"), face_a, face_b)
         c = r.comparison
         n_a, n_b = r.photo_a.found, r.photo_b.found
@@ -56,19 +56,19 @@ def build(ctx: TabContext) -> None:
         return compare_on_page(photo_a, photo_b)
 
     def reset_face():
-        return gr.update(value=1, visible=False)
+        return gr.update(value=None, visible=False)
 
     with gr.Tab("Compare", id="compare"):
         with gr.Row():
             with gr.Column():
                 photo_a = gr.Image(label="Photo A", type="filepath", sources=SOURCES, elem_id="photo-a", height=320)
                 face_a = gr.Number(
-                    label="Face in photo A", value=1, precision=0, minimum=1, visible=False, elem_id="face-a"
+                    label="Face in photo A", value=None, precision=0, minimum=1, visible=False, elem_id="face-a"
                 )
             with gr.Column():
                 photo_b = gr.Image(label="Photo B", type="filepath", sources=SOURCES, elem_id="photo-b", height=320)
                 face_b = gr.Number(
-                    label="Face in photo B", value=1, precision=0, minimum=1, visible=False, elem_id="face-b"
+                    label="Face in photo B", value=None, precision=0, minimum=1, visible=False, elem_id="face-b"
                 )
         examples_slot = gr.Column()  # filled below, once the outputs exist
         compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-button")
