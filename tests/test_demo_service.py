@@ -149,3 +149,22 @@ def test_the_app_numbers_faces_left_to_right_and_compares_the_most_prominent_by_
     who = service.identify(group)
     assert [f.number for f in who.faces] == [1, 2]
     assert who.faces[0].face.box[0] < who.faces[1].face.box[0]
+
+
+LIBRARY_WORDS = ("File is not a zip file", "cannot identify", "truncated", "Errno", "Error:", "broken data stream")
+
+
+def test_messages_are_ours_never_a_librarys_exception_text(service, tmp_path):
+    notes = tmp_path / "people.zip"
+    notes.write_text("these are my notes, not a zip")
+    with pytest.raises(UserError) as refused:
+        service.enroll_zip(PhotoInput("people.zip", path=notes))
+    assert "not a zip archive we can read" in str(refused.value)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((EXAMPLES / "Tony_Blair_0001.jpg").read_bytes()[:700])    # a JPEG cut short
+    with pytest.raises(Exception) as damaged:
+        service.compare(PhotoInput("cut.jpg", path=cut), example("Tony_Blair_0001.jpg"))
+    assert "damaged or truncated" in str(damaged.value) or "not an image" in str(damaged.value)
+    for message in (str(refused.value), str(damaged.value)):
+        assert "(" not in message.split(":", 1)[-1] or "JPEG" in message       # no library text in brackets
+        assert not any(words in message.split("damaged or truncated")[-1] for words in LIBRARY_WORDS), message
