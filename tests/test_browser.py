@@ -297,3 +297,46 @@ def test_a_group_photo_is_numbered_left_to_right_on_the_picture_and_in_the_table
     _, _, details, _ = client.predict(handle_file(str(tmp_path / "strip.jpg")), api_name="/identify")
     lefts = [face["box"][0] for face in details["faces"]]             # the API numbers them alike
     assert [face["face"] for face in details["faces"]] == [1, 2, 3, 4, 5] and lefts == sorted(lefts)
+
+
+def _choose_person(page, name: str) -> None:
+    box = page.locator("#person input")
+    box.fill(name)
+    box.press("Enter")
+    page.wait_for_timeout(500)
+
+
+def test_deleting_or_merging_asks_first_and_every_box_shows_the_new_state(page, server):
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False)
+    client.predict("Jacques Chirac", [handle_file(str(lfw("Jacques_Chirac", n))) for n in (1, 2, 3)],
+                   api_name="/enroll")
+    client.predict("Jacques Chirak", [handle_file(str(lfw("Jacques_Chirac", 4)))], api_name="/enroll")
+    page.reload(wait_until="networkidle")
+    page.get_by_role("tab", name="Gallery").click()
+    table = page.locator("#people-table")
+    table.get_by_text("Jacques Chirak").wait_for()
+
+    _choose_person(page, "Jacques Chirak")                     # a rename onto an enrolled name merges
+    page.locator("#new-name textarea, #new-name input").first.fill("Jacques Chirac")
+    page.locator("#rename-button").click()
+    question = page.locator("#confirm-question")
+    question.get_by_text("Jacques Chirac is already enrolled").wait_for()
+    assert "move all 1 photo of Jacques Chirak to Jacques Chirac" in question.inner_text()
+    assert table.get_by_text("Jacques Chirak").count() == 1     # nothing merged yet
+    page.locator("#confirm-yes").click()
+    page.locator("#manage-result textarea, #manage-result input").first.wait_for()
+    page.wait_for_function("() => !document.querySelector('#people-table').innerText.includes('Chirak')")
+
+    page.locator("#remove-button").click()                     # the Person box now holds the merged name
+    question.get_by_text("Delete all 4 photos of Jacques Chirac?").wait_for()
+    _screenshot(page, "gallery-confirm-delete.png")
+    assert table.get_by_text("Jacques Chirac").count() == 1     # still there until the second click
+    page.locator("#confirm-yes").click()
+    page.wait_for_function("() => !document.querySelector('#people-table').innerText.includes('Jacques Chirac')")
+    result = page.locator("#manage-result textarea, #manage-result input").first
+    assert "Deleted Jacques Chirac (4 entries)" in result.input_value()
+    assert page.locator("#person input").input_value() == ""    # the deleted name is gone from the box
+    assert not page.locator("#confirm-change").is_visible()
+    _screenshot(page, "gallery-after-delete.png")
