@@ -58,13 +58,18 @@ def md_escape(text: object) -> str:
     return escaped.translate(_NO_AUTOLINK)
 
 
+def refusal_markdown(message: str) -> str:
+    """Why a request was refused, for a tab's result area (it stays until the next action)."""
+    return f"### ✗ Not done\n\n{md_escape(message)}"
+
+
 def face_choice_note(which: str, count: int, used: int) -> str:
     """Which face of a photo was used, when it has several ('' when it has only one)."""
     if count <= 1:
         return ""
     return (
         f"Photo {which} has {count} faces; face {used} (boxed in green) was used. "
-        f"Pick another with *Face in photo {which}*."
+        f"Faces are numbered left to right: pick another with *Face in photo {which}*."
     )
 
 
@@ -130,6 +135,8 @@ def identify_markdown(rows: Sequence[dict], found: int | None = None) -> str:
     head = f"Found {found} face{'s' if found != 1 else ''}."
     if found > len(rows):
         head += f" The {len(rows)} most prominent are matched and boxed; crop the photo to see the others."
+    if len(rows) > 1:
+        head += " They are numbered left to right, as on the picture."
     lines = [head, "", "| face | who | similarity |", "|---|---|---|"]
     for row in rows:
         if row.get("name") is not None:
@@ -214,7 +221,8 @@ def draw_faces(
     colours: Sequence[tuple[int, int, int]] | None = None,
     max_side: int | None = None,
 ) -> Image.Image:
-    """A copy of `image` with every face boxed and labelled (default label: its number, 1-based).
+    """A copy of `image` with every face boxed and labelled (default label: its number, 1-based),
+    the label inside the box's top-left corner so that neighbours' labels never overlap.
 
     `chosen` (0-based) is drawn in green and thicker, the others in amber, unless `colours`
     gives one colour per box. With `max_side`, a larger photo is first scaled down to it
@@ -231,7 +239,7 @@ def draw_faces(
     draw = ImageDraw.Draw(out)
     side = max(out.size)
     width = max(2, round(side / 200))
-    font = _font(max(12, round(side / 28)))
+    font = _font(max(12, round(side / 40)))
     boxes = [tuple(float(v) * scale for v in box[:4]) for box in boxes]
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         if colours is not None:
@@ -246,8 +254,10 @@ def draw_faces(
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         tw, th = right - left, bottom - top
         pad = max(2, th // 4)
-        ty = y1 - th - 2 * pad if y1 - th - 2 * pad >= 0 else y2  # above the box, else below
-        tx = min(max(0.0, x1), max(0.0, out.width - tw - 2 * pad))
+        # inside the box's top-left corner, kept inside the picture: a label never covers
+        # another face's label, however close the faces are (names go in the table)
+        tx = min(max(0.0, x1 + thick), max(0.0, out.width - tw - 2 * pad))
+        ty = min(max(0.0, y1 + thick), max(0.0, out.height - th - 2 * pad))
         draw.rectangle((tx, ty, tx + tw + 2 * pad, ty + th + 2 * pad), fill=colour)
         draw.text((tx + pad - left, ty + pad - top), text, fill=(255, 255, 255), font=font)
     return out

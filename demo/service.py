@@ -36,6 +36,7 @@ from index.people_folder import FolderLimits, read_zip
 from index.scopes import SHARED_LINE
 
 from .inputs import PhotoInput
+from .order import in_reading_order
 
 log = logging.getLogger("twin.demo")
 
@@ -75,12 +76,16 @@ class _gallery_errors:
 
 @dataclass
 class Photo:
-    """A decoded photo, its faces (most prominent first, at most the cap), how many were found."""
+    """A decoded photo, its faces (at most the cap, the most prominent ones), how many were found.
+
+    The faces are in reading order (demo.order: left to right), the order the app numbers them
+    in; `prominent` is the number of the most prominent one, the face Compare uses by default."""
 
     image: Image.Image
     faces: list[Face]
     label: str
     found: int = 0  # faces the detector found, before the cap
+    prominent: int = 1
 
     @property
     def capped(self) -> bool:
@@ -166,18 +171,19 @@ class TwinService:
         if deadline is None:
             deadline = time.monotonic() + self.limits.request_seconds
         found = self.engine.faces_batch(images, max_faces=cap, deadline=deadline)
-        return [
-            Photo(image, list(faces), item.label, _found(faces)) for item, image, faces in zip(inputs, images, found)
-        ]
+        return [_photo(image, faces, item.label) for item, image, faces in zip(inputs, images, found)]
 
     # -- compare ---------------------------------------------------------------------------
-    def compare(self, a: PhotoInput | None, b: PhotoInput | None, face_a: Any = 1, face_b: Any = 1) -> CompareResult:
-        number_a, number_b = face_number(face_a, "A"), face_number(face_b, "B")
+    def compare(
+        self, a: PhotoInput | None, b: PhotoInput | None, face_a: Any = None, face_b: Any = None
+    ) -> CompareResult:
+        number_a, number_b = face_number(face_a, "A"), face_number(face_b, "B")  # 0: the most prominent
         if a is None or b is None:
             raise UserError(
                 f"Add photo {'A' if a is None else 'B'} first (upload a file, use the webcam or paste one)."
             )
         photo_a, photo_b = self.photos([a, b])
+        number_a, number_b = number_a or photo_a.prominent, number_b or photo_b.prominent
         comparison = self.engine.compare_faces(_pick(number_a, photo_a, "A"), _pick(number_b, photo_b, "B"))
         return CompareResult(photo_a, photo_b, number_a, number_b, comparison)
 
@@ -373,15 +379,22 @@ def _distinct_labels(photos: Sequence[PhotoInput]) -> list[PhotoInput]:
     return out
 
 
+def _photo(image: Image.Image, faces: Sequence[Face], label: str) -> Photo:
+    ordered = in_reading_order(faces)
+    prominent = next((n for n, face in enumerate(ordered, 1) if faces and face is faces[0]), 1)
+    return Photo(image, ordered, label, _found(faces), prominent)
+
+
 def _found(faces: Sequence[Face]) -> int:
     """How many faces the engine found before its cap (it says so on the list it returns)."""
     return int(getattr(faces, "found", len(faces)))
 
 
 def face_number(value: Any, which: str) -> int:
-    """A face number as a client may send it (1, 1.0, "2"; none: 1), or UserError saying what is wrong."""
+    """A face number as a client may send it (1, 1.0, "2"; none: 0, the most prominent face), or
+    UserError saying what is wrong."""
     try:
-        return picking.face_number(value)
+        return picking.face_number(value, default=0)
     except BadFaceNumber:
         raise UserError(
             f"The face number for photo {which} must be a whole number from 1 (not {str(value)[:20]})."

@@ -7,6 +7,7 @@ how odd modes become RGB, and how big an image may be before we refuse it.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -16,6 +17,8 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .errors import InvalidImage
+
+log = logging.getLogger("twin.engine")
 
 ImageSource = str | os.PathLike | bytes | bytearray | BinaryIO | Image.Image | np.ndarray
 
@@ -42,7 +45,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         except (InvalidImage, MemoryError):
             raise
         except Exception as exc:  # noqa: BLE001 - whatever Pillow raises, the pixels are unusable
-            raise InvalidImage(f"The image is damaged or truncated ({_reason(exc)}).") from None
+            raise InvalidImage(_damaged(exc, "The image is damaged or truncated: it cannot be decoded.")) from None
         return _pixels_only(_to_rgb(_upright(source, copy=True)))
     if isinstance(source, np.ndarray):
         return _from_array(source, max_pixels)
@@ -73,7 +76,7 @@ def _decode(data: bytes, max_pixels: int) -> Image.Image:
     except MemoryError:
         raise
     except Exception as exc:  # noqa: BLE001 - anything Pillow raises on a damaged file
-        failure = InvalidImage(f"The image file is damaged or truncated ({_reason(exc)}).")
+        failure = InvalidImage(_damaged(exc, "The image file is damaged or truncated: it cannot be decoded."))
     stripped = without_metadata(data)
     if stripped is not None and stripped != data:
         try:
@@ -99,9 +102,11 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:120]
-    return text or type(exc).__name__
+def _damaged(exc: BaseException, message: str) -> str:
+    """Our words for a file the decoder gave up on; the decoder's own text goes to the log only
+    (a person is shown our message, never a library's exception)."""
+    log.info("image decoder refused a file: %s", " ".join(str(exc).split())[:200] or type(exc).__name__)
+    return message
 
 
 # -- orientation ------------------------------------------------------------------------------

@@ -103,8 +103,11 @@ def read_zip(path: str | Path | IO[bytes], limits: FolderLimits = FolderLimits()
     """A zip of such a folder (optionally inside one top folder), read within `limits`."""
     try:
         archive = zipfile.ZipFile(path)
-    except _ZIP_ERRORS as exc:
-        raise InvalidInput(f"This file is not a zip archive we can read ({_why(exc)}).") from None
+    except _ZIP_ERRORS:  # the library's text is not for people: say it our way
+        raise InvalidInput(
+            "This file is not a zip archive we can read: make one with your system's 'compress' or "
+            "'zip' command, one folder per person inside."
+        ) from None
     with archive:
         members = archive.infolist()
         if len(members) > limits.max_members:

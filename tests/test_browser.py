@@ -95,10 +95,11 @@ def test_compare_two_photos_in_the_browser(page):
 
 def test_an_example_runs_with_one_click_and_another_face_can_be_picked(page):
     page.get_by_text("A photo with two faces").click()
-    page.get_by_text("face 1 (boxed in green) was used").wait_for()
+    page.get_by_text("face 2 (boxed in green) was used").wait_for()    # the most prominent, on the right
     assert "Photo A has 2 faces" in page.locator("#twin-verdict").inner_text()
-    page.locator("#face-a input").fill("2")                    # pick the other face: compares again
-    page.get_by_text("face 2 (boxed in green) was used").wait_for()
+    assert "numbered left to right" in page.locator("#twin-verdict").inner_text()
+    page.locator("#face-a input").fill("1")                    # pick the other face: compares again
+    page.get_by_text("face 1 (boxed in green) was used").wait_for()
     _screenshot(page, "compare-example.png")
 
 
@@ -226,3 +227,141 @@ def test_identify_names_enrolled_faces_and_says_unknown(page, server):
     assert "Tony Blair" in result.inner_text() and "unknown" in result.inner_text()
     page.wait_for_timeout(500)
     _screenshot(page, "identify.png")
+
+
+# -- issue 23: what a person sees, round 2 ---------------------------------------------------------
+VISIBLE_ERROR_BADGES = """() => [...document.querySelectorAll('body *')].filter(e =>
+    e.children.length === 0 && e.textContent.trim() === 'Error' && e.getClientRects().length > 0).length"""
+
+
+def _fill_name(page, name: str) -> None:
+    page.locator("#enroll-name textarea, #enroll-name input").first.fill(name)
+
+
+def test_a_refusal_stays_in_the_result_area_and_no_component_shows_an_error_badge(page):
+    _upload(page, "photo-b", lfw("Tony_Blair", 1))                 # photo A left empty
+    page.locator("#compare-button").click()
+    page.locator("#twin-verdict").get_by_text("Add photo A first").wait_for()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+    _screenshot(page, "compare-refused.png")
+
+    page.get_by_role("tab", name="Enroll").click()                  # two faces on Enroll
+    _fill_name(page, "Two People")
+    page.locator("#enroll-photos input[type=file]").set_input_files(str(EXAMPLES / "two_people.jpg"))
+    page.locator("#enroll-photos").get_by_text("KB").first.wait_for()
+    page.locator("#enroll-button").click()
+    result = page.locator("#enroll-result")
+    result.get_by_text("Not done").wait_for()
+    assert "2 faces" in result.inner_text()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+    name_box = page.locator("#enroll-name textarea, #enroll-name input").first
+    assert name_box.input_value() == "Two People"                   # the form is kept, to fix and resend
+    _screenshot(page, "enroll-refused.png")
+
+    page.get_by_role("tab", name="Identify").click()                # nothing to identify
+    page.locator("#identify-button").click()
+    page.locator("#identify-result").get_by_text("Add a photo first").wait_for()
+    page.wait_for_timeout(800)
+    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
+
+
+#: One face each; the enrolled ones (1, 3, 5) enrolled by no other test under another name.
+STRIP = ["Donald_Rumsfeld", "Hugo_Chavez", "George_W_Bush", "Gerhard_Schroeder", "Jacques_Chirac"]
+
+
+def test_a_group_photo_is_numbered_left_to_right_on_the_picture_and_in_the_table(page, server, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    strip = Image.new("RGB", (250 * len(STRIP), 250))                # 5 LFW photos side by side
+    for i, name in enumerate(STRIP):
+        strip.paste(Image.open(lfw(name, 1)).convert("RGB"), (250 * i, 0))
+    strip.save(tmp_path / "strip.jpg", quality=95)
+    client = Client(server.url, verbose=False)
+    enrolled = STRIP[0::2]                                            # faces 1, 3 and 5
+    for name in enrolled:
+        client.predict(name.replace("_", " "), [handle_file(str(lfw(name, 2)))], api_name="/enroll")
+    page.get_by_role("tab", name="Identify").click()
+    _upload(page, "identify-photo", tmp_path / "strip.jpg")
+    page.locator("#identify-button").click()
+    result = page.locator("#identify-result")
+    result.get_by_text("Found 5 faces").wait_for()
+    assert "numbered left to right" in result.inner_text()
+    rows = result.locator("tbody tr")
+    assert rows.count() == 5
+    for number, name in enumerate(STRIP, 1):                          # the table in the picture's order
+        cells = rows.nth(number - 1).locator("td")
+        assert cells.nth(0).inner_text().strip() == str(number)
+        if name in enrolled:                                         # named, or at least the closest
+            assert name.replace("_", " ") in cells.nth(1).inner_text()
+    page.locator("#identify-result + * img, .image-container img").first.wait_for()
+    page.wait_for_timeout(800)
+    _screenshot(page, "identify-strip.png")
+    _, _, details, _ = client.predict(handle_file(str(tmp_path / "strip.jpg")), api_name="/identify")
+    lefts = [face["box"][0] for face in details["faces"]]             # the API numbers them alike
+    assert [face["face"] for face in details["faces"]] == [1, 2, 3, 4, 5] and lefts == sorted(lefts)
+
+
+def _choose_person(page, name: str) -> None:
+    box = page.locator("#person input")
+    box.fill(name)
+    box.press("Enter")
+    page.wait_for_timeout(500)
+
+
+def test_deleting_or_merging_asks_first_and_every_box_shows_the_new_state(page, server):
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False)
+    client.predict("Jacques Chirac", [handle_file(str(lfw("Jacques_Chirac", n))) for n in (1, 2, 3)],
+                   api_name="/enroll")
+    client.predict("Jacques Chirak", [handle_file(str(lfw("Jacques_Chirac", 4)))], api_name="/enroll")
+    page.reload(wait_until="networkidle")
+    page.get_by_role("tab", name="Gallery").click()
+    table = page.locator("#people-table")
+    table.get_by_text("Jacques Chirak").wait_for()
+
+    _choose_person(page, "Jacques Chirak")                     # a rename onto an enrolled name merges
+    page.locator("#new-name textarea, #new-name input").first.fill("Jacques Chirac")
+    page.locator("#rename-button").click()
+    question = page.locator("#confirm-question")
+    question.get_by_text("Jacques Chirac is already enrolled").wait_for()
+    assert "move all 1 photo of Jacques Chirak to Jacques Chirac" in question.inner_text()
+    assert table.get_by_text("Jacques Chirak").count() == 1     # nothing merged yet
+    page.locator("#confirm-yes").click()
+    page.locator("#manage-result textarea, #manage-result input").first.wait_for()
+    page.wait_for_function("() => !document.querySelector('#people-table').innerText.includes('Chirak')")
+
+    page.locator("#remove-button").click()                     # the Person box now holds the merged name
+    question.get_by_text("Delete all 4 photos of Jacques Chirac?").wait_for()
+    _screenshot(page, "gallery-confirm-delete.png")
+    assert table.get_by_text("Jacques Chirac").count() == 1     # still there until the second click
+    page.locator("#confirm-yes").click()
+    page.wait_for_function("() => !document.querySelector('#people-table').innerText.includes('Jacques Chirac')")
+    result = page.locator("#manage-result textarea, #manage-result input").first
+    assert "Deleted Jacques Chirac (4 entries)" in result.input_value()
+    assert page.locator("#person input").input_value() == ""    # the deleted name is gone from the box
+    assert not page.locator("#confirm-change").is_visible()
+    _screenshot(page, "gallery-after-delete.png")
+
+
+def test_about_shows_each_plot_at_full_width_and_explains_its_terms(page):
+    page.get_by_role("tab", name="About").click()
+    about = page.locator("#about-page")
+    about.get_by_text("What this model is").wait_for()
+    page.wait_for_function("() => [...document.querySelectorAll('#about-page .about-plot img')]"
+                           ".every(img => img.complete && img.naturalWidth > 0)")
+    width = about.bounding_box()["width"]
+    plots = about.locator(".about-plot")
+    assert plots.count() >= 2
+    for i in range(plots.count()):                                 # one per row, not squeezed side by side
+        assert plots.nth(i).bounding_box()["width"] > 0.9 * width
+    text = about.inner_text()
+    for term in ("pairsDevTrain", "FAR", "DIR", "View 1"):         # a glossary line for each
+        assert any(line.lstrip("•- ").startswith(term) for line in text.splitlines()), term
+    levels = page.evaluate("() => [...document.querySelectorAll('#about-page h2, #about-page h3')]"
+                           ".map(h => h.tagName + ' ' + h.innerText)")
+    assert any(level == "H2 Privacy" for level in levels), levels   # the same level as its neighbours
+    _screenshot(page, "about.png")

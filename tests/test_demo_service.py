@@ -27,7 +27,7 @@ def test_bad_entry_ids_get_a_clear_message(value):
         entry_number(value)
 
 
-@pytest.mark.parametrize("value, expected", [(None, 1), ("", 1), (2, 2), (2.0, 2), ("3", 3)])
+@pytest.mark.parametrize("value, expected", [(None, 0), ("", 0), (2, 2), (2.0, 2), ("3", 3)])  # 0: the most prominent
 def test_face_numbers(value, expected):
     assert face_number(value, "A") == expected
 
@@ -134,3 +134,37 @@ def test_the_app_words_a_missing_face_its_own_way(service):
     assert (exc.value.which, exc.value.number, exc.value.found) == ("A", 3, 2)
     used = service.compare(example("two_people.jpg"), example("Tony_Blair_0001.jpg"), "2", 1.0)
     assert (used.used_a, used.used_b) == (2, 1)
+
+
+def test_the_app_numbers_faces_left_to_right_and_compares_the_most_prominent_by_default(service, engine):
+    from PIL import Image
+
+    group = example("two_people.jpg")
+    prominent = engine.faces(Image.open(group.path))[0]  # the engine's first: the most prominent
+    result = service.compare(group, example("Tony_Blair_0001.jpg"))
+    lefts = [f.box[0] for f in result.photo_a.faces]
+    assert lefts == sorted(lefts)                       # face 1 is the leftmost
+    assert result.used_a == result.photo_a.prominent    # no number given: the most prominent face
+    assert list(result.photo_a.faces[result.used_a - 1].box) == list(prominent.box)
+    who = service.identify(group)
+    assert [f.number for f in who.faces] == [1, 2]
+    assert who.faces[0].face.box[0] < who.faces[1].face.box[0]
+
+
+LIBRARY_WORDS = ("File is not a zip file", "cannot identify", "truncated", "Errno", "Error:", "broken data stream")
+
+
+def test_messages_are_ours_never_a_librarys_exception_text(service, tmp_path):
+    notes = tmp_path / "people.zip"
+    notes.write_text("these are my notes, not a zip")
+    with pytest.raises(UserError) as refused:
+        service.enroll_zip(PhotoInput("people.zip", path=notes))
+    assert "not a zip archive we can read" in str(refused.value)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((EXAMPLES / "Tony_Blair_0001.jpg").read_bytes()[:700])    # a JPEG cut short
+    with pytest.raises(Exception) as damaged:
+        service.compare(PhotoInput("cut.jpg", path=cut), example("Tony_Blair_0001.jpg"))
+    assert "damaged or truncated" in str(damaged.value) or "not an image" in str(damaged.value)
+    for message in (str(refused.value), str(damaged.value)):
+        assert "(" not in message.split(":", 1)[-1] or "JPEG" in message       # no library text in brackets
+        assert not any(words in message.split("damaged or truncated")[-1] for words in LIBRARY_WORDS), message

@@ -60,8 +60,16 @@ def shown(message: str) -> str:
     return html.escape(message, quote=False)
 
 
+#: What a person is told when something fails that is not their doing (details go to the log).
+INTERNAL = "Something went wrong on our side; the error has been logged. Please try again, or with another photo."
+
+
 def guarded(fn: Callable) -> Callable:
-    """User mistakes become gr.Error(message); bugs are logged and shown without a traceback."""
+    """User mistakes become gr.Error(message); bugs are logged and shown without a traceback.
+
+    This is the API's behaviour (gradio_client raises AppError(message)). The page's own
+    events go through `on_page`, which puts the same words in the tab's result area.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -73,12 +81,44 @@ def guarded(fn: Callable) -> Callable:
             raise gr.Error(shown(str(exc)), print_exception=False) from None
         except Exception:
             log.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(
-                "Something went wrong on our side; the error has been logged. Please try again, or with another photo.",
-                print_exception=False,
-            ) from None
+            raise gr.Error(INTERNAL, print_exception=False) from None
 
     return wrapper
+
+
+def on_page(fn: Callable, failed: Callable[[str], Any]) -> Callable:
+    """The page's version of a guarded handler: a refusal never puts a component into Gradio's
+    error state (a bare red "Error" badge on every output); `failed(message)` gives the outputs
+    that say why in the result area, where it stays until the next action, and a toast says it too.
+
+    `message` is plain text (escape it for where it goes: render.md_escape for Markdown).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as exc:
+            message = html.unescape(str(exc.message))
+        gr.Warning(shown(message))
+        return failed(message)
+
+    wrapper.__name__ = f"{fn.__name__}_on_page"  # Gradio names events after fn: keep the API's names free
+    return wrapper
+
+
+def api_endpoint(ctx: TabContext, fn: Callable, inputs: Any, outputs: Any, api_name: str, **kwargs: Any) -> None:
+    """An API endpoint on a hidden trigger, so the page's visible buttons can run `on_page`
+    versions of it while gradio_client keeps its AppError for refused input.
+
+    The trigger is made once every tab exists (ctx.later): a component inside gr.Tabs but
+    outside a gr.Tab would become a tab of its own."""
+
+    def make() -> None:
+        trigger = gr.Button(visible=False, elem_classes="twin-api")
+        trigger.click(fn, inputs, outputs, api_name=api_name, **kwargs)
+
+    ctx.later.append(make)
 
 
 def photo(value: Any, label: str) -> PhotoInput | None:

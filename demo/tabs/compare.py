@@ -7,14 +7,14 @@ from typing import Literal
 import gradio as gr
 
 from .. import render
-from . import CLEAR, TabContext, example, guarded, photo
+from . import CLEAR, TabContext, api_endpoint, example, guarded, on_page, photo
 
 SOURCES: list[Literal["upload", "webcam", "clipboard"]] = ["upload", "webcam", "clipboard"]
 
 
 def build(ctx: TabContext) -> None:
     @guarded
-    def compare(photo_a, photo_b, face_a=1, face_b=1):
+    def compare(photo_a, photo_b, face_a=None, face_b=None):
         r = ctx.service.compare(photo(photo_a, "photo A"), photo(photo_b, "photo B"), face_a, face_b)
         c = r.comparison
         n_a, n_b = r.photo_a.found, r.photo_b.found
@@ -47,23 +47,28 @@ def build(ctx: TabContext) -> None:
             gr.update(value=r.used_b, visible=len(r.photo_b.faces) > 1, maximum=len(r.photo_b.faces)),
         )
 
+    def refused(message):  # the verdict area says why; the face boxes keep what was typed
+        return (render.refusal_markdown(message), None, None, None, None, gr.update(), gr.update())
+
+    compare_on_page = on_page(compare, refused)
+
     def compare_example(photo_a, photo_b):
-        return compare(photo_a, photo_b)
+        return compare_on_page(photo_a, photo_b)
 
     def reset_face():
-        return gr.update(value=1, visible=False)
+        return gr.update(value=None, visible=False)
 
     with gr.Tab("Compare", id="compare"):
         with gr.Row():
             with gr.Column():
                 photo_a = gr.Image(label="Photo A", type="filepath", sources=SOURCES, elem_id="photo-a", height=320)
                 face_a = gr.Number(
-                    label="Face in photo A", value=1, precision=0, minimum=1, visible=False, elem_id="face-a"
+                    label="Face in photo A", value=None, precision=0, minimum=1, visible=False, elem_id="face-a"
                 )
             with gr.Column():
                 photo_b = gr.Image(label="Photo B", type="filepath", sources=SOURCES, elem_id="photo-b", height=320)
                 face_b = gr.Number(
-                    label="Face in photo B", value=1, precision=0, minimum=1, visible=False, elem_id="face-b"
+                    label="Face in photo B", value=None, precision=0, minimum=1, visible=False, elem_id="face-b"
                 )
         examples_slot = gr.Column()  # filled below, once the outputs exist
         compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-button")
@@ -97,9 +102,10 @@ def build(ctx: TabContext) -> None:
             )
 
     inputs = [photo_a, photo_b, face_a, face_b]
+    api_endpoint(ctx, compare, inputs, outputs, "compare", preprocess=False)
     compare_btn.click(lambda: [""] + [None] * 4, None, outputs[:5], **CLEAR).then(
-        compare, inputs, outputs, api_name="compare", preprocess=False
+        compare_on_page, inputs, outputs, api_visibility="private", preprocess=False
     )
     for box, image in ((face_a, photo_a), (face_b, photo_b)):
         image.change(reset_face, None, box, **CLEAR)
-        box.input(compare, inputs, outputs, api_visibility="private", preprocess=False)
+        box.input(compare_on_page, inputs, outputs, api_visibility="private", preprocess=False)

@@ -13,7 +13,7 @@ from index.enrollment import summarize
 
 from .. import render
 from ..service import UserError
-from . import CLEAR, TabContext, example, guarded, photo, photos, shown
+from . import CLEAR, TabContext, api_endpoint, example, guarded, on_page, photo, photos, shown
 
 
 def build(ctx: TabContext) -> None:
@@ -38,6 +38,18 @@ def build(ctx: TabContext) -> None:
 
         summary = summarize(ctx.service.enroll_zip(photo(file, "the zip"), progress=tick))
         return render.bulk_markdown(summary), summary
+
+    def enroll_page(name, files):  # the page clears the form only when something was enrolled
+        return *enroll(name, files), "", None
+
+    def enroll_zip_page(file, progress=gr.Progress()):
+        return *enroll_zip(file, progress), None
+
+    def refused(message):  # the form keeps what was typed and chosen, to fix and send again
+        return render.refusal_markdown(message), None, None, gr.update(), gr.update()
+
+    def refused_zip(message):
+        return render.refusal_markdown(message), None, gr.update()
 
     with gr.Tab("Enroll", id="enroll"):
         gr.Markdown(
@@ -79,16 +91,22 @@ def build(ctx: TabContext) -> None:
                 zip_details = gr.JSON(label="Bulk enrollment")
 
     def wire() -> None:
+        api_endpoint(ctx, enroll, [name, files], [result, shots, details], "enroll")
+        api_endpoint(ctx, enroll_zip, zip_file, [zip_result, zip_details], "enroll_zip")
         done = button.click(lambda: ["", None, None], None, [result, shots, details], **CLEAR).then(
-            enroll, [name, files], [result, shots, details], api_name="enroll"
+            on_page(enroll_page, refused),
+            [name, files],
+            [result, shots, details, name, files],
+            api_visibility="private",
         )
-        done.success(lambda: ("", None), None, [name, files], **CLEAR)
         for event in ctx.after_change:
             done = done.then(**event)
         bulk = zip_button.click(lambda: ["", None], None, [zip_result, zip_details], **CLEAR).then(
-            enroll_zip, zip_file, [zip_result, zip_details], api_name="enroll_zip"
+            on_page(enroll_zip_page, refused_zip),
+            zip_file,
+            [zip_result, zip_details, zip_file],
+            api_visibility="private",
         )
-        bulk.success(lambda: None, None, zip_file, **CLEAR)
         for event in ctx.after_change:
             bulk = bulk.then(**event)
 

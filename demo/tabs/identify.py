@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import render
-from . import CLEAR, TabContext, example, guarded, photo
+from . import CLEAR, TabContext, api_endpoint, example, guarded, on_page, photo
 from .compare import SOURCES
 
 
@@ -15,26 +15,27 @@ def build(ctx: TabContext) -> None:
         result = ctx.service.identify(photo(value, "the photo"))
         found, faces = result.photo, result.faces
         rows = render.identify_rows(faces)
-        labels = [
-            f"{item.number}: "
-            + (render.face_label(item.match.name, item.match.similarity) if item.match else render.UNKNOWN)
-            for item in faces
-        ]
+        labels = [str(item.number) for item in faces]  # the names are in the table, in the same order
         colours = [render.CHOSEN if item.match else render.STRANGER for item in faces]
-        matches = []
+        matches = []  # one photo per face, where it helps: the person named, or the closest of an unknown
         for item in faces:
-            for t in item.top:
-                thumb = ctx.thumbnail(t.entry_id)
-                if thumb is not None:
-                    matches.append((thumb, f"face {item.number} → {t.name} · {render.percent(t.similarity)}"))
+            best = item.match or (item.top[0] if item.top else None)
+            thumb = ctx.thumbnail(best.entry_id) if best is not None else None
+            if best is not None and thumb is not None:
+                matches.append((thumb, f"face {item.number}: {best.name}" + ("" if item.match else " (closest)")))
         drawn = render.draw_faces(
             found.image, [f.face.box for f in faces], labels=labels, colours=colours, max_side=1000
         )
         details = render.identify_payload(rows, found.found, result.threshold, ctx.model_id)
         return ctx.picture(drawn), render.identify_markdown(rows, found.found), details, matches
 
+    def refused(message):
+        return None, render.refusal_markdown(message), None, None
+
+    identify_on_page = on_page(identify, refused)
+
     def identify_example(value):
-        return identify(value)
+        return identify_on_page(value)
 
     with gr.Tab("Identify", id="identify"):
         with gr.Row():
@@ -43,7 +44,7 @@ def build(ctx: TabContext) -> None:
         identify_btn = gr.Button("Identify", variant="primary", elem_id="identify-button")
         who_md = gr.Markdown(label="Faces", elem_id="identify-result")
         who_top = gr.Gallery(
-            label="Closest enrolled photos",
+            label="Enrolled photo of each face's match (or closest)",
             columns=6,
             height="auto",
             interactive=False,
@@ -63,6 +64,7 @@ def build(ctx: TabContext) -> None:
             label="Examples: click one to try it",
         )
 
+    api_endpoint(ctx, identify, who_photo, outputs, "identify", preprocess=False)
     identify_btn.click(lambda: [None, "", None, None], None, outputs, **CLEAR).then(
-        identify, who_photo, outputs, api_name="identify", preprocess=False
+        identify_on_page, who_photo, outputs, api_visibility="private", preprocess=False
     )
