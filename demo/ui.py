@@ -59,6 +59,9 @@ def build_demo(
             wire()
         for event in ctx.on_load:
             demo.load(**event)
-        demo.unload(unloader(scopes))
+        if scopes.mode != SHARED:
+            # unload needs Gradio's heartbeat stream held open by every page: only where a
+            # visitor's own gallery is freed when the page closes (a shared gallery has none)
+            demo.unload(unloader(scopes))
     demo.twin_deletion_watch = DeletionWatch(gallery, files)  # type: ignore[attr-defined]  # app.py's middleware
     return demo
