@@ -134,7 +134,7 @@ def build(ctx: TabContext) -> None:
         )
         with gr.Row():
             previous_btn = gr.Button("◀ Previous", size="sm")
-            first_btn = gr.Button("⏮ First page", size="sm")
+            first_btn = gr.Button("First page", size="sm")
             page_box = gr.Textbox(label="Page", value="1", max_length=20, elem_id="people-page")
             start_box = gr.Textbox(label="Names from", placeholder="e.g. M", max_length=MAX_NAME_LENGTH)
             next_btn = gr.Button("Next ▶", size="sm")
