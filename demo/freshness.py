@@ -23,6 +23,9 @@ log = logging.getLogger("twin.demo")
 
 #: Without a counter in the store: how stale a picture of a deleted entry may be, at most.
 UNCOUNTED_RECHECK_S = 1.0
+#: How long one check may look entries up before the file is served anyway (the rest are looked
+#: up at the next request): a slow or restarting store never holds a picture for long.
+CHECK_BUDGET_S = 2.0
 
 
 class DeletionWatch:
@@ -50,21 +53,30 @@ class DeletionWatch:
                 return 0
             if generation is None and time.monotonic() - self._checked < UNCOUNTED_RECHECK_S:
                 return 0
-            gone = [entry for entry in self.files.known() if self._gone(entry)]
+            gone: list[str] = []
+            started = time.monotonic()
+            for entry in self.files.known():
+                state = self._gone(entry) if time.monotonic() - started < CHECK_BUDGET_S else None
+                if state is None:  # the gallery cannot answer now (a server restarting): keep every
+                    self._checked = time.monotonic()  # file, ask again in a second, never wait per entry
+                    return 0
+                if state:
+                    gone.append(entry)
             removed = self.files.forget(gone) if gone else 0
             self._seen, self._checked = generation, time.monotonic()
         if removed:
             log.info("deleted %d picture file(s) of %d entries deleted elsewhere", removed, len(gone))
         return removed
 
-    def _gone(self, entry: str) -> bool:
+    def _gone(self, entry: str) -> bool | None:
+        """True when the entry is deleted; None when the gallery cannot answer now."""
         try:
             return self.gallery.owner(int(entry)) is None
         except (TypeError, ValueError):
             return True
-        except Exception:  # noqa: BLE001 - the gallery cannot answer now: keep it, ask next time
-            log.exception("could not look up entry %s", entry)
-            return False
+        except Exception as exc:  # noqa: BLE001 - the gallery cannot answer now: keep it, ask next time
+            log.warning("could not look up entry %s (%s); its files are kept for now", entry, type(exc).__name__)
+            return None
 
 
 class FreshFiles:
